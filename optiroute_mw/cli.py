@@ -1,0 +1,57 @@
+"""The command line: ``optiroute-mw serve``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="optiroute-mw", description="LLM cost optimizer")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible sidecar proxy")
+    serve.add_argument("--host", help="bind address (OPTIROUTE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (OPTIROUTE_PORT, default 8080)")
+    args = parser.parse_args(argv)
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = Settings.from_env(**overrides)
+        from .registry import build_registry
+
+        build_registry(settings)  # a bad registry file fails here, not at the first request
+    except SettingsError as exc:
+        print(f"optiroute-mw: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve_forever(settings)
+    return 1
+
+
+def serve_forever(settings: Settings) -> int:
+    import uvicorn
+
+    from .observe.logging import configure
+    from .server import create_app
+
+    configure(settings.log_level, settings.log_format)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The terminal ASGI app: send the request to the chosen deployment and stream back.
+
+It reads the deployment from the Exchange (the breaker or the selector put it
+there), lets the backend's adapter shape the request, sends it with the one pooled
+client and relays the answer: JSON whole, SSE event by event as it arrives.  A
+failure is recorded on the Exchange as an :class:`Attempt` and answered with an
+OpenAI-style error, so the breaker around it can decide to try another backend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import anyio
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from adapters import Adapter, get_adapter
+
+from .client import OutboundClient
+from .errors import send_error, send_json
+from .exchange import Attempt, Exchange, ensure_exchange
+from .registry import BackendSpec, ModelSpec, Registry
+from .settings import Settings
+from .sse import DONE, EventSplitter, data_event, event_data
+from .wire import error_body, read_usage
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+MAX_ERROR_BODY = 64 * 1024
+
+
+class BackendFailure(Exception):
+    def __init__(self, outcome: str, status: int, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.outcome = outcome
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Forwarder:
+    """Terminal app of the stack: one instance per process, shared by all requests."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        client: OutboundClient,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        import os
+
+        env = os.environ if environ is None else environ
+        self.registry = registry
+        self.client = client
+        self.settings = settings
+        self.adapters: dict[str, Adapter] = {}
+        self.headers: dict[str, dict[str, str]] = {}
+        self.timeouts: dict[str, httpx.Timeout] = {}
+        for name, backend in registry.backends.items():
+            adapter = get_adapter(backend.adapter)
+            self.adapters[name] = adapter
+            self.headers[name] = adapter.static_headers(backend, env)
+            self.timeouts[name] = httpx.Timeout(
+                connect=backend.connect_timeout_s or settings.connect_timeout_s,
+                read=backend.read_timeout_s or settings.read_timeout_s,
+                write=backend.read_timeout_s or settings.read_timeout_s,
+                pool=backend.connect_timeout_s or settings.connect_timeout_s,
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange, receive = await ensure_exchange(scope, receive, self.settings.max_body_bytes)
+        model = exchange.model or self._default_model(exchange)
+        if model is None:
+            await send_error(
+                send,
+                404,
+                f"The model '{exchange.requested_model}' does not exist.",
+                "model_not_found",
+            )
+            return
+        exchange.model = model
+        backend = self.registry.backends[model.backend]
+        exchange.response_headers["x-optiroute-model"] = model.name
+        exchange.response_headers["x-optiroute-backend"] = backend.name
+        try:
+            try:
+                if exchange.stream:
+                    await self._stream(exchange, model, backend, receive, send)
+                else:
+                    await self._json(exchange, model, backend, send)
+            except TimeoutError:  # the total deadline
+                raise BackendFailure(
+                    "timeout", 504, f"Backend '{backend.name}' timed out."
+                ) from None
+        except BackendFailure as failure:
+            exchange.attempts.append(
+                Attempt(
+                    model.name, backend.name, failure.outcome, failure.status, failure.retry_after
+                )
+            )
+            headers = []
+            if failure.retry_after is not None:
+                headers.append((b"retry-after", str(math.ceil(failure.retry_after)).encode()))
+            await send_error(
+                send, failure.status, failure.message, failure.outcome, headers=headers
+            )
+
+    def _default_model(self, exchange: Exchange) -> ModelSpec | None:
+        found = self.registry.find(exchange.requested_model)
+        return found[0] if found else (self.registry.models[0] if self.registry.models else None)
+
+    async def _open(
+        self, exchange: Exchange, model: ModelSpec, backend: BackendSpec, extra: dict[str, object]
+    ) -> httpx.Response:
+        adapter = self.adapters[backend.name]
+        body = exchange.body_for(model.upstream_name, extra or None)
+        outbound = adapter.prepare(backend, self.headers[backend.name], exchange.path, body)
+        client = self.client.get()
+        request = client.build_request(
+            outbound.method,
+            outbound.url,
+            headers=outbound.headers,
+            content=outbound.content,
+            timeout=self.timeouts[backend.name],
+        )
+        request.headers["x-request-id"] = exchange.request_id
+        started = time.perf_counter()
+        try:
+            response = await client.send(request, stream=True)
+            if response.status_code >= 400:
+                await self._fail_from_status(response, backend, adapter)
+        except httpx.TimeoutException:
+            raise BackendFailure("timeout", 504, f"Backend '{backend.name}' timed out.") from None
+        except httpx.HTTPError as exc:
+            raise BackendFailure(
+                "connect", 502, f"Backend '{backend.name}' is unreachable ({type(exc).__name__})."
+            ) from None
+        finally:
+            # time waiting on the backend is not the gateway's overhead
+            exchange.backend_seconds += time.perf_counter() - started
+        return response
+
+    async def _fail_from_status(
+        self, response: httpx.Response, backend: BackendSpec, adapter: Adapter
+    ) -> None:
+        status = response.status_code
+        try:
+            body = b""
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > MAX_ERROR_BODY:
+                    break
+        except httpx.HTTPError:
+            body = b""
+        finally:
+            await response.aclose()
+        detail = adapter.error_message(status, body)
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        if status in (400, 404, 413, 422):
+            raise BackendFailure(f"http_{status}", status, detail)
+        if status in (401, 403):
+            # the gateway's own credentials were refused: not the caller's fault
+            raise BackendFailure(
+                f"http_{status}",
+                502,
+                f"Backend '{backend.name}' refused the gateway's credentials.",
+            )
+        if status == 429:
+            raise BackendFailure(
+                "http_429", 429, f"Backend '{backend.name}' is rate limited: {detail}", retry_after
+            )
+        shown = status if status in (502, 503, 504) else 502
+        raise BackendFailure(
+            f"http_{status}",
+            shown,
+            f"Backend '{backend.name}' failed with HTTP {status}: {detail}",
+            retry_after,
+        )
+
+    async def _json(
+        self, exchange: Exchange, model: ModelSpec, backend: BackendSpec, send: Send
+    ) -> None:
+        with anyio.fail_after(backend.total_timeout_s or self.settings.total_timeout_s):
+            response = await self._open(exchange, model, backend, {})
+            started = time.perf_counter()
+            try:
+                body = await response.aread()
+            except httpx.HTTPError:
+                raise BackendFailure(
+                    "read", 502, f"Backend '{backend.name}' broke off its answer."
+                ) from None
+            finally:
+                await response.aclose()
+        exchange.backend_seconds += time.perf_counter() - started
+        body = self.adapters[backend.name].translate_response(body)
+        answer = read_usage(body)
+        if answer is None:
+            raise BackendFailure("malformed", 502, f"Backend '{backend.name}' sent malformed JSON.")
+        if answer.usage is not None:
+            exchange.account(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+        else:
+            exchange.account_estimate(completion_chars=len(body) // 2)
+        exchange.response_model = answer.model
+        exchange.attempts.append(Attempt(model.name, backend.name, "ok", 200))
+        await send_json(send, 200, body)
+
+    async def _stream(
+        self,
+        exchange: Exchange,
+        model: ModelSpec,
+        backend: BackendSpec,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        # Ask for usage even when the caller did not, to know the cost; the extra
+        # usage chunk is then kept from the caller.
+        strip_usage = not exchange.request.include_usage
+        extra: dict[str, object] = (
+            {"stream_options": {"include_usage": True}} if strip_usage else {}
+        )
+        response = await self._open(exchange, model, backend, extra)
+        exchange.attempts.append(Attempt(model.name, backend.name, "ok", 200))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)})
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                await self._relay(exchange, response, send, strip_usage)
+                group.cancel_scope.cancel()
+        finally:
+            await response.aclose()
+
+    async def _relay(
+        self,
+        exchange: Exchange,
+        response: httpx.Response,
+        send: Send,
+        strip_usage: bool,
+    ) -> None:
+        splitter = EventSplitter()
+        translator = (
+            self.adapters[exchange.model.backend].stream_translator() if exchange.model else None
+        )
+        done = False
+        content_events = 0
+        try:
+            with anyio.fail_after(self.settings.total_timeout_s):
+                async for data in response.aiter_raw():
+                    if translator is not None:
+                        data = translator.feed(data)
+                    out: list[bytes] = []
+                    for event in splitter.feed(data):
+                        if event == DONE:
+                            done = True
+                        elif b'"usage"' in event:
+                            payload = event_data(event) or b""
+                            seen = read_usage(payload)
+                            if seen is not None and seen.usage is not None:
+                                exchange.account(
+                                    seen.usage.prompt_tokens, seen.usage.completion_tokens
+                                )
+                                if strip_usage and b'"choices":[]' in payload.replace(b" ", b""):
+                                    continue
+                        content_events += 1
+                        out.append(event)
+                    if out:
+                        await send(
+                            {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                        )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            kind = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "read"
+            exchange.attempts[-1].outcome = f"stream_{kind}"
+            exchange.attempts[-1].status = 502
+        if not exchange.prompt_tokens and not exchange.usage_estimated:
+            exchange.account_estimate(completion_chars=content_events * 4)
+        tail = splitter.rest()
+        if not done:
+            # Never a truncated stream that looks complete: say what happened, then end.
+            exchange.status = 502
+            if exchange.attempts[-1].outcome == "ok":
+                exchange.attempts[-1].outcome = "stream_truncated"
+            message = "The backend's stream ended before it was complete."
+            tail += data_event(error_body(message, "api_error", "stream_interrupted"))
+            tail += DONE
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,163 @@
+"""Ingress: the outermost stage.
+
+It parses the request once into the Exchange (a bad request ends here with a 4xx
+OpenAI-style error), reads the caller's controls, stamps every response with
+``x-request-id``, ``x-optiroute-*`` and the overhead header, and writes the one
+log line and the metrics of the request when it ends.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import send_error
+from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from ..wire import RequestError
+from .controls import apply_controls, clean_request_id
+
+logger = structlog.get_logger("optiroute_mw.request")
+
+
+class IngressMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.app = app
+        self.settings = settings or Settings()
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await IngressResponder(self, scope, send).run(receive)
+
+
+class IngressResponder:
+    def __init__(self, middleware: IngressMiddleware, scope: Scope, send: Send) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self.wrapped_send = send
+        self.started = time.perf_counter()
+        self.exchange: Exchange | None = None
+        self.response_started = False
+        self.finished = False
+
+    async def run(self, receive: Receive) -> None:
+        settings = self.middleware.settings
+        request_id = clean_request_id(header(self.scope, b"x-request-id")) or uuid.uuid4().hex
+        metrics = self.middleware.metrics
+        if metrics:
+            metrics.in_flight.inc()
+        try:
+            try:
+                exchange, receive = await ensure_exchange(
+                    self.scope, receive, settings.max_body_bytes
+                )
+                exchange.request_id = request_id
+                exchange.started = self.started
+                self.exchange = exchange
+                apply_controls(exchange, self.scope, settings.default_mode)
+            except RequestError as exc:
+                await self._refuse(exc, request_id)
+                return
+            except ClientDisconnected:
+                return
+            try:
+                await self.middleware.app(self.scope, receive, self.send)
+            except Exception:
+                logger.exception("stack_error", request_id=request_id)
+                if not self.response_started:
+                    exchange.status = 500
+                    await send_error(
+                        self.send,
+                        500,
+                        "The gateway failed to handle this request.",
+                        "internal_error",
+                    )
+        finally:
+            if metrics:
+                metrics.in_flight.dec()
+            self._finish()
+
+    async def _refuse(self, exc: RequestError, request_id: str) -> None:
+        self.response_started = True
+        await send_error(
+            self.wrapped_send,
+            exc.status,
+            exc.message,
+            exc.code,
+            error_type=exc.type,
+            param=exc.param,
+            headers=[(b"x-request-id", request_id.encode())],
+        )
+        logger.info(
+            "request_refused",
+            request_id=request_id,
+            path=self.scope["path"],
+            status=exc.status,
+            code=exc.code,
+        )
+
+    async def send(self, message: Message) -> None:
+        exchange = self.exchange
+        if message["type"] == "http.response.start" and exchange is not None:
+            self.response_started = True
+            now = time.perf_counter()
+            exchange.first_byte_at = now
+            exchange.status = message["status"]
+            headers = list(message.get("headers", ()))
+            headers.append((b"x-request-id", exchange.request_id.encode()))
+            for name, value in exchange.response_headers.items():
+                headers.append((name.encode(), value.encode()))
+            if exchange.classification is not None:
+                headers.append((b"x-optiroute-tier", exchange.classification.tier.encode()))
+            if exchange.cache_status != "off":
+                headers.append((b"x-optiroute-cache", exchange.cache_status.encode()))
+            if not exchange.stream and exchange.status < 400:
+                headers.append((b"x-optiroute-cost", f"{exchange.cost_usd:.8f}".encode()))
+            overhead_ms = exchange.overhead_seconds(now) * 1000
+            headers.append((b"x-optiroute-overhead-ms", f"{overhead_ms:.3f}".encode()))
+            message = {**message, "headers": headers}
+        await self.wrapped_send(message)
+
+    def _finish(self) -> None:
+        exchange = self.exchange
+        if self.finished or exchange is None:
+            return
+        self.finished = True
+        duration = time.perf_counter() - self.started
+        metrics = self.middleware.metrics
+        if metrics is not None:
+            try:
+                metrics.observe(exchange, duration)
+            except Exception:  # metrics never fail a call
+                logger.warning("metrics_failed", exc_info=True)
+        logger.info(
+            "request",
+            request_id=exchange.request_id,
+            tenant=exchange.tenant,
+            route=exchange.kind,
+            requested_model=exchange.requested_model,
+            model=exchange.model.name if exchange.model else None,
+            backend=exchange.model.backend if exchange.model else None,
+            tier=exchange.classification.tier if exchange.classification else None,
+            mode=exchange.mode,
+            cache=exchange.cache_status,
+            stream=exchange.stream,
+            status=exchange.status,
+            attempts=len(exchange.attempts),
+            latency_ms=round(duration * 1000, 3),
+            overhead_ms=round(exchange.overhead_seconds() * 1000, 3),
+            prompt_tokens=exchange.prompt_tokens,
+            completion_tokens=exchange.completion_tokens,
+            usage_estimated=exchange.usage_estimated,
+            cost_usd=round(exchange.cost_usd, 8),
+            baseline_cost_usd=round(exchange.baseline_cost_usd, 8),
+        )

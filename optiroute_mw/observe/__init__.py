@@ -1,0 +1,1 @@
+"""Metrics and logs: beside the request path, never in its way."""

@@ -1,0 +1,113 @@
+"""Settings from ``OPTIROUTE_*`` environment variables.
+
+Every field of :class:`Settings` is read from ``OPTIROUTE_<FIELD>`` (upper case).
+Values are converted and validated when the process starts; a bad value raises
+:class:`SettingsError` naming the variable, so nothing fails at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+Mode = Literal["cost", "balanced", "quality", "speed"]
+PREFIX = "OPTIROUTE_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message names it."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    # sidecar
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    config: str | None = None
+    # which requests the stack handles; the rest goes to the wrapped app untouched
+    routes: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+    forward: Literal["proxy", "app"] = "proxy"
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
+    # routing
+    default_mode: Mode = "balanced"
+    strict_models: bool = False
+    baseline_model: str | None = None
+    # cache
+    cache: bool = True
+    cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    cache_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    cache_max_entry_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    # outbound HTTP
+    http_engine: Literal["aiohttp", "httpx"] = "aiohttp"
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    total_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    # circuit breaker
+    breaker_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    breaker_cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # the embedded local model (SmolLM2 via llama.cpp) or an existing local server
+    local_model: Literal["auto", "off"] = "auto"
+    local_model_path: str | None = None
+    local_threads: Annotated[int, msgspec.Meta(ge=1)] = 1
+    local_url: str | None = None
+    local_model_name: str = "smollm2-135m"
+    # cloud backends (keys are read from their usual variables, never from here)
+    openai_base_url: str = "https://api.openai.com/v1"
+    # side systems
+    redis_url: str | None = None
+    embed_model_path: str | None = None
+    # logs
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_prompts: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``OPTIROUTE_*`` variables; ``overrides`` win over the environment."""
+        env = os.environ if environ is None else environ
+        fields = {f.name: f.type for f in msgspec.structs.fields(cls)}
+        known = {PREFIX + name.upper(): name for name in fields}
+        raw: dict[str, object] = {}
+        for var, value in env.items():
+            if not var.startswith(PREFIX):
+                continue
+            if var not in known:
+                raise SettingsError(f"{var}: unknown setting (known: {', '.join(sorted(known))})")
+            name = known[var]
+            raw[name] = _split_list(value) if name == "routes" else value
+        raw.update(overrides)
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_name_variable(str(exc))) from None
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for route in self.routes:
+            if not route.startswith("/"):
+                raise SettingsError(f"OPTIROUTE_ROUTES: {route!r} is not a path")
+        for name in ("local_url", "openai_base_url", "redis_url"):
+            url = getattr(self, name)
+            if url and "://" not in url:
+                raise SettingsError(f"{PREFIX}{name.upper()}: {url!r} is not a URL")
+        if self.config and not os.path.isfile(self.config):
+            raise SettingsError(f"OPTIROUTE_CONFIG: no such file {self.config!r}")
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _name_variable(message: str) -> str:
+    # msgspec says "... - at `$.port`"; users know the variable, not the field.
+    if "`$." in message:
+        text, _, path = message.rpartition(" - at `$.")
+        field = path.rstrip("`").split("[")[0]
+        return f"{PREFIX}{field.upper()}: {text}"
+    if "missing required field" in message:
+        return f"{PREFIX}{message.split('`')[1].upper()}: required"
+    return message

@@ -1,0 +1,209 @@
+"""Assembling the stack: ingress → cache → classify → select → breaker → forward.
+
+:class:`Gateway` owns what the stages share in one process (registry, pooled
+client, circuits, cache store, metrics, the embedded local model) and builds the
+pipeline on start.  :func:`wrap` mounts it in front of an existing ASGI app:
+LLM routes go through the stack, everything else reaches the app untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import msgspec
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .breaker.circuit import CircuitBoard
+from .breaker.middleware import BreakerMiddleware
+from .cache.middleware import CacheMiddleware
+from .cache.store import CacheStore, MemoryStore
+from .classify.middleware import ClassifyMiddleware
+from .client import OutboundClient
+from .exchange import get_exchange
+from .forward import Forwarder
+from .ingress.middleware import IngressMiddleware
+from .local_model import LocalModelServer, find_embedded_model
+from .observe.metrics import Metrics
+from .registry import Registry, build_registry
+from .select.middleware import SelectMiddleware
+from .select.policy import Selector
+from .settings import Settings
+
+logger = structlog.get_logger(__name__)
+
+
+class Gateway:
+    """The shared state of one process's stack; started once, stopped on shutdown."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: Registry | None = None,
+        metrics: Metrics | None = None,
+        store: CacheStore | None = None,
+        app: ASGIApp | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.metrics = metrics or Metrics()
+        self.store = store or MemoryStore(self.settings.cache_max_entries)
+        self.board = CircuitBoard(self.settings.breaker_failures, self.settings.breaker_cooldown_s)
+        self.client = OutboundClient(self.settings)
+        self.host_app = app  # the app that answers in forward="app" mode
+        self.local_model: LocalModelServer | None = None
+        self._registry = registry
+        self._pipeline: ASGIApp | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            raise RuntimeError("the gateway has not started")
+        return self._registry
+
+    @property
+    def started(self) -> bool:
+        return self._pipeline is not None
+
+    async def start(self) -> None:
+        if self._pipeline is not None:
+            return
+        async with self._lock:
+            if self._pipeline is not None:
+                return
+            if self._registry is None:
+                local_url = await self._start_local_model()
+                self._registry = build_registry(self.settings, local_url)
+            if not self._registry.models:
+                logger.warning(
+                    "no_models",
+                    hint="install the local model or set OPENAI_API_KEY or OPTIROUTE_CONFIG",
+                )
+            self._pipeline = self.build(self._registry)
+            logger.info(
+                "gateway_started", models=self._registry.names(), engine=self.settings.http_engine
+            )
+
+    async def _start_local_model(self) -> str | None:
+        settings = self.settings
+        if settings.local_url or settings.local_model == "off":
+            return None
+        path = settings.local_model_path or find_embedded_model()
+        if path is None:
+            return None
+        self.local_model = LocalModelServer(
+            path, threads=settings.local_threads, alias=settings.local_model_name
+        )
+        try:
+            return await self.local_model.start()
+        except Exception as exc:  # the gateway still serves its other backends
+            logger.error("local_model_failed", error=str(exc)[:500])
+            self.local_model = None
+            return None
+
+    def build(self, registry: Registry) -> ASGIApp:
+        settings = self.settings
+        selector = Selector(registry, settings)
+        terminal: ASGIApp
+        if settings.forward == "app":
+            if self.host_app is None:
+                raise RuntimeError("forward='app' needs the wrapped app")
+            terminal = AppHandoff(self.host_app)
+        else:
+            terminal = BreakerMiddleware(
+                Forwarder(registry, self.client, settings), board=self.board, metrics=self.metrics
+            )
+        app: ASGIApp = SelectMiddleware(terminal, selector=selector)
+        app = ClassifyMiddleware(app)
+        if settings.cache:
+            app = CacheMiddleware(
+                app,
+                store=self.store,
+                ttl_s=settings.cache_ttl_s,
+                max_entry_bytes=settings.cache_max_entry_bytes,
+                baseline_price=selector.baseline_price,
+                metrics=self.metrics,
+            )
+        return IngressMiddleware(app, settings=settings, metrics=self.metrics)
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.local_model is not None:
+            await self.local_model.stop()
+            self.local_model = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._pipeline is None:
+            await self.start()
+        assert self._pipeline is not None
+        await self._pipeline(scope, receive, send)
+
+
+class AppHandoff:
+    """forward="app": the host app answers, with the decision in request.state.optiroute."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = get_exchange(scope)
+        if exchange is None or exchange.model is None:
+            await self.app(scope, receive, send)
+            return
+        exchange.response_headers["x-optiroute-model"] = exchange.model.name
+        exchange.response_headers["x-optiroute-backend"] = "app"
+        body = exchange.body_for(exchange.model.upstream_name)
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, exchange.receive_replay(receive, body), send)
+
+
+class Optiroute:
+    """An ASGI app: LLM routes through the stack, the rest straight to the wrapped app."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.routes = frozenset(gateway.settings.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["method"] == "POST" and self._is_llm_route(scope["path"]):
+            await self.gateway(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _is_llm_route(self, path: str) -> bool:
+        return path in self.routes or (path.endswith("/") and path[:-1] in self.routes)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.gateway
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await gateway.start()
+            elif message["type"] == "lifespan.shutdown":
+                await gateway.stop()
+            return message
+
+        await self.app(scope, lifespan_receive, send)
+
+
+def wrap(
+    app: ASGIApp,
+    settings: Settings | None = None,
+    *,
+    forward: Literal["proxy", "app"] | None = None,
+    registry: Registry | None = None,
+    metrics: Metrics | None = None,
+) -> Optiroute:
+    """Put the stack in front of ``app``; ``forward="app"`` lets the app answer."""
+    settings = settings or Settings.from_env()
+    if forward is not None and forward != settings.forward:
+        settings = msgspec.structs.replace(settings, forward=forward)
+    return Optiroute(app, Gateway(settings, registry=registry, metrics=metrics, app=app))
