@@ -8,6 +8,7 @@ Values are converted and validated when the process starts; a bad value raises
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -75,7 +76,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             if not var.startswith(PREFIX):
                 continue
             if var not in known:
-                raise SettingsError(f"{var}: unknown setting (known: {', '.join(sorted(known))})")
+                # may be a key variable a registry file names; a typo still deserves a word
+                warnings.warn(f"{var} is not an optiroute-mw setting; ignored", stacklevel=2)
+                continue
             name = known[var]
             raw[name] = _split_list(value) if name == "routes" else value
         raw.update(overrides)

@@ -48,7 +48,7 @@ replace_defaults: true
 backends:
   - name: primary
     base_url: "{primary.base_url}"
-    api_key_env: OPTIROUTE_TEST_BACKEND_KEY
+    api_key_env: TEST_BACKEND_KEY
     headers: {{x-backend-extra: "yes"}}
 """
     if secondary is not None:
@@ -72,7 +72,7 @@ backends:
 def make_settings(
     tmp_path: Path, fake: FakeOpenAI, fake2: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Settings]:
-    monkeypatch.setenv("OPTIROUTE_TEST_BACKEND_KEY", "sk-backend-secret-123456")
+    monkeypatch.setenv("TEST_BACKEND_KEY", "sk-backend-secret-123456")
 
     def build(with_secondary: bool = True, **overrides: object) -> Settings:
         path = tmp_path / "registry.yaml"
