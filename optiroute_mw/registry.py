@@ -193,7 +193,10 @@ def load_file(path: str) -> RegistryFile:
             return msgspec.toml.decode(data, type=RegistryFile)
         import yaml
 
-        raw: Any = yaml.safe_load(data) or {}
+        try:
+            raw: Any = yaml.safe_load(data) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"OPTIROUTE_CONFIG ({path}): not valid YAML: {exc}") from None
         return msgspec.convert(raw, RegistryFile)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
         raise SettingsError(f"OPTIROUTE_CONFIG ({path}): {exc}") from None

@@ -14,9 +14,13 @@ class EventSplitter:
         self._pending = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         buffer = self._pending + data if self._pending else data
+        if b"\r" in buffer:
+            # a "\r\n" may be split across reads: fold after joining, keep a trailing "\r"
+            held = buffer.endswith(b"\r")
+            buffer = buffer[:-1].replace(b"\r\n", b"\n") if held else buffer.replace(b"\r\n", b"\n")
+            if held:
+                buffer += b"\r"
         events: list[bytes] = []
         start = 0
         while (end := buffer.find(b"\n\n", start)) >= 0:

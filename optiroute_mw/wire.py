@@ -112,20 +112,20 @@ class Usage(msgspec.Struct, omit_defaults=True):
     total_tokens: int = 0
 
 
-class ResponseMessage(msgspec.Struct, omit_defaults=True):
+class ResponseMessage(msgspec.Struct):
     role: str = "assistant"
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
 
-class Choice(msgspec.Struct, omit_defaults=True):
+class Choice(msgspec.Struct):
     index: int = 0
     message: ResponseMessage = msgspec.field(default_factory=ResponseMessage)
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class ChatCompletion(msgspec.Struct, omit_defaults=True):
+class ChatCompletion(msgspec.Struct):
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -141,14 +141,14 @@ class Delta(msgspec.Struct, omit_defaults=True):
     tool_calls: list[dict[str, Any]] | None = None
 
 
-class ChunkChoice(msgspec.Struct, omit_defaults=True):
+class ChunkChoice(msgspec.Struct):
     index: int = 0
     delta: Delta = msgspec.field(default_factory=Delta)
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
+class ChatCompletionChunk(msgspec.Struct):
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0

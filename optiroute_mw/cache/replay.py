@@ -57,7 +57,10 @@ class StreamAssembler:
         try:
             chunk = _chunk_decoder.decode(payload)
         except msgspec.MsgspecError:
-            self.broken = True  # an error event or garbage: never store this answer
+            self.broken = True  # garbage: never store this answer
+            return
+        if b'"error"' in payload and "error" in msgspec.json.decode(payload):
+            self.broken = True  # an error event: never store this answer
             return
         if self.head is None:
             self.head = chunk
@@ -80,7 +83,9 @@ class StreamAssembler:
                 function = call.get("function") or {}
                 slot["function"]["name"] += function.get("name") or ""
                 slot["function"]["arguments"] += function.get("arguments") or ""
-            if choice.finish_reason:
+            if choice.finish_reason == "error":
+                self.broken = True
+            elif choice.finish_reason:
                 self.finish[index] = choice.finish_reason
 
     @property
@@ -129,7 +134,12 @@ def completion_complete(body: bytes) -> ChatCompletion | None:
 def as_sse(completion_json: bytes, include_usage: bool) -> bytes:
     """Replay a stored answer as the SSE stream a backend would have sent."""
     completion = _completion_decoder.decode(completion_json)
-    base = {"id": completion.id, "created": completion.created, "model": completion.model}
+    base = {
+        "id": completion.id,
+        "created": completion.created,
+        "model": completion.model,
+        "system_fingerprint": completion.system_fingerprint,
+    }
     events: list[bytes] = []
     for choice in completion.choices:
         message = choice.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 def clean_request_id(value: str | None) -> str | None:
     """A caller's request id is echoed and logged, so only a safe shape is kept."""
-    return value if value and REQUEST_ID.match(value) else None
+    return value if value and REQUEST_ID.fullmatch(value) else None
 
 
 def apply_controls(exchange: Exchange, scope: Scope, default_mode: str) -> None:
@@ -38,7 +39,7 @@ def apply_controls(exchange: Exchange, scope: Scope, default_mode: str) -> None:
         return value if value is not None else body_controls.get(name.replace("-", "_"))
 
     mode = control("mode") or default_mode
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise RequestError(
             f"x-optiroute-mode must be one of {sorted(MODES)}.", param="x-optiroute-mode"
         )
@@ -54,7 +55,7 @@ def apply_controls(exchange: Exchange, scope: Scope, default_mode: str) -> None:
             if "no-cache" in cache_header
             else "use"
         )
-    if cache not in CACHE_CONTROLS:
+    if not isinstance(cache, str) or cache not in CACHE_CONTROLS:
         raise RequestError(
             f"x-optiroute-cache must be one of {sorted(CACHE_CONTROLS)}.", param="x-optiroute-cache"
         )
@@ -68,9 +69,10 @@ def apply_controls(exchange: Exchange, scope: Scope, default_mode: str) -> None:
             raise RequestError(
                 "x-optiroute-max-cost must be a number (USD).", param="x-optiroute-max-cost"
             ) from None
-        if exchange.max_cost_usd < 0:
+        if not math.isfinite(exchange.max_cost_usd) or exchange.max_cost_usd < 0:
             raise RequestError(
-                "x-optiroute-max-cost must not be negative.", param="x-optiroute-max-cost"
+                "x-optiroute-max-cost must be a finite, non-negative number.",
+                param="x-optiroute-max-cost",
             )
 
     pinned = control("model")
