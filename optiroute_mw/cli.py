@@ -46,7 +46,7 @@ def serve_forever(settings: Settings) -> int:
         lifespan="on",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
     )
     uvicorn.Server(config).run()

@@ -48,3 +48,16 @@ async def send_error(
 ) -> None:
     body = error_body(message, error_type or error_type_for(status), code, param)
     await send_json(send, status, body, headers)
+
+
+class BackendFailure(Exception):
+    """A backend call that failed before anything reached the client."""
+
+    def __init__(
+        self, outcome: str, status: int, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after

@@ -51,6 +51,18 @@ class Attempt:
 
 
 @dataclass(slots=True)
+class Continuation:
+    """A stream that broke after content reached the client, to be carried on."""
+
+    id: str
+    created: int
+    model: str
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
 class Exchange:
     request_id: str
     kind: str  # "chat" or "completions"
@@ -82,6 +94,11 @@ class Exchange:
     backend_seconds: float = 0.0  # time spent waiting on backends: excluded from overhead
     first_byte_at: float | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # resilience: the request's deadline, a broken stream to continue, and whether the
+    # forward stage may leave a broken stream open for the breaker to continue
+    deadline: float | None = None
+    continuation: Continuation | None = None
+    keep_stream_open: bool = False
     _raw: dict[str, Any] | None = None
 
     @property

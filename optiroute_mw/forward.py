@@ -10,6 +10,7 @@ OpenAI-style error, so the breaker around it can decide to try another backend.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 
@@ -20,12 +21,12 @@ from starlette.types import Receive, Scope, Send
 from adapters import Adapter, get_adapter
 
 from .client import OutboundClient
-from .errors import send_error, send_json
+from .errors import BackendFailure, send_error, send_json
 from .exchange import Attempt, Exchange, ensure_exchange
 from .registry import BackendSpec, ModelSpec, Registry
+from .relay import StreamBroken, StreamRelay, error_event
 from .settings import Settings
-from .sse import DONE, EventSplitter, data_event, event_data
-from .wire import error_body, read_usage
+from .wire import read_usage
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -33,15 +34,9 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 MAX_ERROR_BODY = 64 * 1024
-
-
-class BackendFailure(Exception):
-    def __init__(self, outcome: str, status: int, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.outcome = outcome
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
+_CONTEXT_LENGTH = re.compile(
+    r"context[ _]length|context window|maximum context|too many tokens|prompt is too long", re.I
+)
 
 
 class Forwarder:
@@ -163,6 +158,8 @@ class Forwarder:
             await response.aclose()
         detail = adapter.error_message(status, body)
         retry_after = _retry_after(response.headers.get("retry-after"))
+        if status in (400, 413, 422) and _CONTEXT_LENGTH.search(detail):
+            raise BackendFailure("context_length", status, detail)
         if status in (400, 404, 413, 422):
             raise BackendFailure(f"http_{status}", status, detail)
         if status in (401, 403):
@@ -187,7 +184,7 @@ class Forwarder:
     async def _json(
         self, exchange: Exchange, model: ModelSpec, backend: BackendSpec, send: Send
     ) -> None:
-        with anyio.fail_after(backend.total_timeout_s or self.settings.total_timeout_s):
+        with anyio.fail_after(min(backend.total_timeout_s or math.inf, self._time_left(exchange))):
             response = await self._open(exchange, model, backend, {})
             started = time.perf_counter()
             try:
@@ -225,70 +222,80 @@ class Forwarder:
         extra: dict[str, object] = (
             {"stream_options": {"include_usage": True}} if strip_usage else {}
         )
-        response = await self._open(exchange, model, backend, extra)
-        exchange.attempts.append(Attempt(model.name, backend.name, "ok", 200))
+        if exchange.continuation is not None:
+            extra["messages"] = continued_messages(exchange)
+        read_s = backend.read_timeout_s or self.settings.read_timeout_s
+        ttft_s = self.settings.ttft_timeout_s or read_s
+        idle_s = self.settings.idle_timeout_s or read_s
+        started = time.perf_counter()
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)})
+            with anyio.fail_after(min(ttft_s, self._time_left(exchange))):
+                response = await self._open(exchange, model, backend, extra)
+        except TimeoutError:
+            raise BackendFailure(
+                "ttft_timeout", 504, f"Backend '{backend.name}' sent nothing in {ttft_s:g} s."
+            ) from None
+        ttft_s -= time.perf_counter() - started
+        try:
+            relay = StreamRelay(
+                exchange,
+                response,
+                self.adapters[backend.name].stream_translator(),
+                strip_usage=strip_usage,
+                idle_s=idle_s,
+            )
+            first = await relay.start(max(0.001, min(ttft_s, self._time_left(exchange))))
+            exchange.attempts.append(Attempt(model.name, backend.name, "ok", 200))
+            if exchange.continuation is None:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)}
+                )
+            broken = False
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                await self._relay(exchange, response, send, strip_usage)
+                try:
+                    with anyio.fail_after(self._time_left(exchange)):
+                        await relay.pump(send, first)
+                except (StreamBroken, TimeoutError):
+                    broken = True
                 group.cancel_scope.cancel()
+            relay.finish_estimate()
+            if broken:
+                exchange.attempts[-1].outcome = "stream_broken"
+                exchange.attempts[-1].status = 502
+                exchange.continuation = relay.continuation()
+                if not exchange.keep_stream_open:
+                    await self.end_broken_stream(exchange, send)
         finally:
             await response.aclose()
 
-    async def _relay(
-        self,
-        exchange: Exchange,
-        response: httpx.Response,
-        send: Send,
-        strip_usage: bool,
-    ) -> None:
-        splitter = EventSplitter()
-        translator = (
-            self.adapters[exchange.model.backend].stream_translator() if exchange.model else None
-        )
-        done = False
-        content_events = 0
-        try:
-            with anyio.fail_after(self.settings.total_timeout_s):
-                async for data in response.aiter_raw():
-                    if translator is not None:
-                        data = translator.feed(data)
-                    out: list[bytes] = []
-                    for event in splitter.feed(data):
-                        if event == DONE:
-                            done = True
-                        elif b'"usage"' in event:
-                            payload = event_data(event) or b""
-                            seen = read_usage(payload)
-                            if seen is not None and seen.usage is not None:
-                                exchange.account(
-                                    seen.usage.prompt_tokens, seen.usage.completion_tokens
-                                )
-                                if strip_usage and b'"choices":[]' in payload.replace(b" ", b""):
-                                    continue
-                        content_events += 1
-                        out.append(event)
-                    if out:
-                        await send(
-                            {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                        )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            kind = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "read"
-            exchange.attempts[-1].outcome = f"stream_{kind}"
-            exchange.attempts[-1].status = 502
-        if not exchange.prompt_tokens and not exchange.usage_estimated:
-            exchange.account_estimate(completion_chars=content_events * 4)
-        tail = splitter.rest()
-        if not done:
-            # Never a truncated stream that looks complete: say what happened, then end.
-            exchange.status = 502
-            if exchange.attempts[-1].outcome == "ok":
-                exchange.attempts[-1].outcome = "stream_truncated"
-            message = "The backend's stream ended before it was complete."
-            tail += data_event(error_body(message, "api_error", "stream_interrupted"))
-            tail += DONE
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    def _time_left(self, exchange: Exchange) -> float:
+        total = self.settings.total_timeout_s
+        if exchange.deadline is None:
+            return total
+        return max(0.001, min(total, exchange.deadline - time.perf_counter()))
+
+    @staticmethod
+    async def end_broken_stream(exchange: Exchange, send: Send) -> None:
+        """Never a truncated stream that looks complete: say what happened, then end."""
+        exchange.status = 502
+        message = "The backend's stream broke off before it was complete."
+        await send({"type": "http.response.body", "body": error_event(message), "more_body": False})
+
+
+def continued_messages(exchange: Exchange) -> list[object]:
+    """The conversation with the partial answer, and a request to carry on from it."""
+    assert exchange.continuation is not None
+    messages = list(exchange.raw().get("messages", []))
+    messages.append({"role": "assistant", "content": exchange.continuation.text})
+    messages.append({"role": "user", "content": CONTINUE_PROMPT})
+    return messages
+
+
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, without "
+    "repeating anything and without any preamble."
+)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -46,9 +46,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     total_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    # time to the first stream event / longest gap between events (default: read timeout)
+    ttft_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     # circuit breaker
     breaker_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
     breaker_cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    breaker_failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    breaker_window_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    breaker_min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
+    breaker_half_open_probes: Annotated[int, msgspec.Meta(ge=1)] = 1
+    breaker_close_after: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # retries and failover
+    retry_rounds: Annotated[int, msgspec.Meta(ge=0)] = 2
+    retry_backoff_s: Annotated[float, msgspec.Meta(ge=0)] = 0.2
+    retry_backoff_max_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    retry_after_max_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    all_open_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    degrade_to_local: bool = True
+    stream_failover: bool = True
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     # the embedded local model (SmolLM2 via llama.cpp) or an existing local server
     local_model: Literal["auto", "off"] = "auto"
     local_model_path: str | None = None

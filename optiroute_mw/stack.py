@@ -49,7 +49,15 @@ class Gateway:
         self.settings = settings or Settings.from_env()
         self.metrics = metrics or Metrics()
         self.store = store or MemoryStore(self.settings.cache_max_entries)
-        self.board = CircuitBoard(self.settings.breaker_failures, self.settings.breaker_cooldown_s)
+        self.board = CircuitBoard(
+            self.settings.breaker_failures,
+            self.settings.breaker_cooldown_s,
+            failure_rate=self.settings.breaker_failure_rate,
+            window_s=self.settings.breaker_window_s,
+            min_requests=self.settings.breaker_min_requests,
+            half_open_probes=self.settings.breaker_half_open_probes,
+            close_after=self.settings.breaker_close_after,
+        )
         self.client = OutboundClient(self.settings)
         self.host_app = app  # the app that answers in forward="app" mode
         self.local_model: LocalModelServer | None = None
@@ -113,7 +121,11 @@ class Gateway:
             terminal = AppHandoff(self.host_app)
         else:
             terminal = BreakerMiddleware(
-                Forwarder(registry, self.client, settings), board=self.board, metrics=self.metrics
+                Forwarder(registry, self.client, settings),
+                board=self.board,
+                metrics=self.metrics,
+                settings=settings,
+                registry=registry,
             )
         app: ASGIApp = SelectMiddleware(terminal, selector=selector)
         app = ClassifyMiddleware(app)

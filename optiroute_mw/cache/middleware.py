@@ -8,8 +8,10 @@ failing is a miss, logged and counted, never an error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import msgspec
 import structlog
@@ -50,6 +52,7 @@ class CacheMiddleware:
         self.max_entry_bytes = max_entry_bytes
         self.baseline_price = baseline_price
         self.metrics = metrics
+        self.flights: dict[str, asyncio.Future[Shared | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,14 +70,34 @@ class CacheMiddleware:
                 await self._serve(exchange, entry, send)
                 return
         exchange.cache_status = "miss" if exchange.cache_control == "use" else "refresh"
-        tee = CacheTee(send, exchange.stream, self.max_entry_bytes)
-        await self.app(scope, receive, tee.send)
-        completion = tee.result()
-        if completion is not None and exchange.model is not None:
-            entry = CacheEntry(completion, exchange.model.name, exchange.model.backend, time.time())
-            await self._store(key, entry, self._ttl(scope))
-        elif self.metrics:
-            self.metrics.cache_events.labels("exact", "not_stored").inc()
+        # single-flight: identical requests in flight at once make one backend call
+        leader = self.flights.get(key)
+        if leader is not None:
+            shared = await asyncio.shield(leader)
+            if shared is not None:
+                await self._serve_shared(exchange, shared, send)
+                return
+        flight: asyncio.Future[Shared | None] = asyncio.get_running_loop().create_future()
+        self.flights[key] = flight
+        shared = None
+        try:
+            tee = CacheTee(send, exchange.stream, self.max_entry_bytes)
+            await self.app(scope, receive, tee.send)
+            completion = tee.result()
+            if completion is not None and exchange.model is not None:
+                entry = CacheEntry(
+                    completion, exchange.model.name, exchange.model.backend, time.time()
+                )
+                shared = Shared(entry=entry)
+                await self._store(key, entry, self._ttl(scope))
+            else:
+                shared = tee.error()
+                if self.metrics:
+                    self.metrics.cache_events.labels("exact", "not_stored").inc()
+        finally:
+            if self.flights.get(key) is flight:
+                del self.flights[key]
+            flight.set_result(shared)  # None: waiters make their own call
 
     def _ttl(self, scope: Scope) -> float:
         value = header(scope, b"x-optiroute-cache-ttl")
@@ -107,8 +130,26 @@ class CacheMiddleware:
         if self.metrics:
             self.metrics.cache_events.labels("exact", "stored").inc()
 
-    async def _serve(self, exchange: Exchange, entry: CacheEntry, send: Send) -> None:
-        exchange.cache_status = "hit-exact"
+    async def _serve_shared(self, exchange: Exchange, shared: Shared, send: Send) -> None:
+        if self.metrics:
+            self.metrics.cache_events.labels("inflight", "shared").inc()
+        if shared.entry is not None:
+            await self._serve(exchange, shared.entry, send, "hit-inflight")
+            return
+        exchange.cache_status = "hit-inflight"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": shared.status,
+                "headers": list(shared.headers),
+            }
+        )
+        await send({"type": "http.response.body", "body": shared.body, "more_body": False})
+
+    async def _serve(
+        self, exchange: Exchange, entry: CacheEntry, send: Send, status: str = "hit-exact"
+    ) -> None:
+        exchange.cache_status = status
         exchange.response_headers["x-optiroute-model"] = entry.model
         exchange.response_headers["x-optiroute-backend"] = "cache"
         completion = completion_complete(entry.completion)
@@ -125,6 +166,16 @@ class CacheMiddleware:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+@dataclass(slots=True)
+class Shared:
+    """What a single-flight leader got: a good answer, or the error to hand on."""
+
+    entry: CacheEntry | None = None
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+
 class CacheTee:
     """Passes the answer through untouched while keeping a copy of a good one."""
 
@@ -134,6 +185,7 @@ class CacheTee:
         self.status = 0
         self.size = 0
         self.parts: list[bytes] = []
+        self.headers: list[tuple[bytes, bytes]] = []
         self.assembler = StreamAssembler() if stream else None
         self.splitter = EventSplitter() if stream else None
         self.ended = False
@@ -141,6 +193,10 @@ class CacheTee:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+        elif message["type"] == "http.response.body" and self.status >= 400:
+            self.parts.append(message.get("body", b""))
+            self.ended = not message.get("more_body", False)
         elif message["type"] == "http.response.body" and self.status == 200:
             body = message.get("body", b"")
             self.size += len(body)
@@ -152,6 +208,12 @@ class CacheTee:
                     self.parts.append(body)
             self.ended = not message.get("more_body", False)
         await self.wrapped_send(message)
+
+    def error(self) -> Shared | None:
+        """An error answer whole, to give waiters the same error."""
+        if self.status < 400 or not self.ended:
+            return None
+        return Shared(status=self.status, headers=self.headers, body=b"".join(self.parts))
 
     def result(self) -> bytes | None:
         """The answer as chat.completion JSON, or None if it must not be stored."""

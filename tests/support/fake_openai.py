@@ -74,6 +74,7 @@ class Fault:
     malformed_sse: bool = False  # stream: a garbage `data:` event after the first one
     content: str | None = None  # the answer text instead of the echo
     mid_stream_error: bool = False  # stream: two events, then an error event and the end
+    message: str | None = None  # the error message with ``status`` (default: a generic one)
 
 
 _NORMAL = Fault()
@@ -447,7 +448,9 @@ class FakeOpenAI:
             return _ResetOnly(self._reset_connection)
         if fault.status is not None:
             return _error(
-                fault.status, f"scripted failure with status {fault.status}", fault.headers
+                fault.status,
+                fault.message or f"scripted failure with status {fault.status}",
+                fault.headers,
             )
         if fault.malformed_json:
             return Response(
