@@ -16,6 +16,7 @@ import msgspec
 
 Mode = Literal["cost", "balanced", "quality", "speed"]
 PREFIX = "OPTIROUTE_"
+LIST_FIELDS = frozenset({"routes", "breaker_counted"})
 
 
 class SettingsError(ValueError):
@@ -57,6 +58,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     breaker_min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
     breaker_half_open_probes: Annotated[int, msgspec.Meta(ge=1)] = 1
     breaker_close_after: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # which failures count against a circuit (a 429 only cools its deployment down)
+    breaker_counted: tuple[str, ...] = (
+        "timeout",
+        "ttft_timeout",
+        "connect",
+        "read",
+        "malformed",
+        "stream_error",
+        "stream_broken",
+        "http_401",
+        "http_403",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+        "http_529",
+    )
     # retries and failover
     retry_rounds: Annotated[int, msgspec.Meta(ge=0)] = 2
     retry_backoff_s: Annotated[float, msgspec.Meta(ge=0)] = 0.2
@@ -97,7 +115,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 warnings.warn(f"{var} is not an optiroute-mw setting; ignored", stacklevel=2)
                 continue
             name = known[var]
-            raw[name] = _split_list(value) if name == "routes" else value
+            raw[name] = _split_list(value) if name in LIST_FIELDS else value
         raw.update(overrides)
         try:
             settings = msgspec.convert(raw, cls, strict=False)

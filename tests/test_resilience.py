@@ -98,6 +98,13 @@ def test_rate_limited_without_alternative_gives_429_with_retry_after(
     assert response.json()["error"]["type"] == "rate_limit_error"
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 2.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -121,7 +128,7 @@ def test_breaker_cycle_through_the_stack(
         fake.always(Fault(status=500))
         assert post(server, body, **pin).status_code == 502
         assert post(server, body, **pin).status_code == 502
-        assert gateway.board.states()["small@primary"] == "open"
+        wait_for(lambda: gateway.board.states()["small@primary"] == "open")
         # open: fails fast, with no network call
         response = post(server, body, **pin)
         assert response.status_code == 503 and fake.hits == 2
@@ -131,13 +138,14 @@ def test_breaker_cycle_through_the_stack(
         # after the cooldown one probe goes through; its failure reopens the circuit
         clock.now += 31
         assert post(server, body, **pin).status_code == 502 and fake.hits == 3
-        assert gateway.board.states()["small@primary"] == "open"
+        wait_for(lambda: gateway.board.states()["small@primary"] == "open")
         assert post(server, body, **pin).status_code == 503 and fake.hits == 3
         # the next probe succeeds and closes it
         clock.now += 31
         fake.always(None)
         assert post(server, body, **pin).status_code == 200
-        assert gateway.board.states()["small@primary"] == "closed"
+        # the outcome is recorded just after the last byte left: give it a moment
+        wait_for(lambda: gateway.board.states()["small@primary"] == "closed")
         metrics = httpx.get(server.url + "/metrics").text
         assert 'optiroute_circuit_state{deployment="small@primary"} 0.0' in metrics
 

@@ -52,8 +52,6 @@ FAILOVER = frozenset(
         "context_length",
     }
 )
-# counted against the circuit (429 is the backend's load, not its health)
-CIRCUIT_FAILURES = FAILOVER - {"http_429", "http_404", "context_length"}
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -77,6 +75,8 @@ class BreakerMiddleware:
         self.metrics = metrics
         self.registry = registry
         self.sleep = sleep
+        # counted against a circuit: configurable (a 429 is load, not ill health)
+        self.counted = frozenset(self.settings.breaker_counted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -205,7 +205,7 @@ class BreakerResponder:
         if outcome == "http_429":
             wait = retry_after if retry_after is not None else settings.retry_backoff_s
             circuit.cool_down(min(wait, settings.retry_after_max_s))
-        elif outcome in CIRCUIT_FAILURES or outcome == "stream_broken":
+        elif outcome in self.middleware.counted:
             circuit.record_failure()
         elif outcome == "ok":
             circuit.record_success()
