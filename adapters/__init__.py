@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from .base import Adapter, BackendLike, OutboundRequest
+from .anthropic import AnthropicAdapter
+from .azure import AzureOpenAIAdapter
+from .base import Adapter, BackendLike, OutboundRequest, UnsupportedRequest
+from .huggingface import HuggingFaceAdapter
+from .ollama import OllamaAdapter
 from .openai import OpenAIAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"openai": OpenAIAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "ollama": OllamaAdapter,
+    "huggingface": HuggingFaceAdapter,
+    "azure": AzureOpenAIAdapter,
+}
 
 
 def get_adapter(name: str) -> Adapter:
@@ -15,4 +25,11 @@ def get_adapter(name: str) -> Adapter:
         raise ValueError(f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})") from None
 
 
-__all__ = ["ADAPTERS", "Adapter", "BackendLike", "OutboundRequest", "get_adapter"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "BackendLike",
+    "OutboundRequest",
+    "UnsupportedRequest",
+    "get_adapter",
+]

@@ -6,10 +6,9 @@ through as bytes; only the URL and the headers are the backend's own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from .base import BackendLike, OutboundRequest, StreamTranslator
+from .base import BackendLike, OutboundRequest, StreamTranslator, json_error_text
 
 _PATHS = {
     "/v1/chat/completions": "/chat/completions",
@@ -46,17 +45,4 @@ class OpenAIAdapter:
         return None
 
     def error_message(self, status: int, body: bytes) -> str:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            text = body[:200].decode("utf-8", "replace").strip()
-            return text or f"backend answered HTTP {status}"
-        if isinstance(payload, dict):
-            error = payload.get("error")
-            if isinstance(error, dict) and error.get("message"):
-                return str(error["message"])
-            if isinstance(error, str):
-                return error
-            if payload.get("message"):
-                return str(payload["message"])
-        return f"backend answered HTTP {status}"
+        return json_error_text(status, body)

@@ -1,10 +1,11 @@
-"""The command line: ``optiroute-mw serve``."""
+"""The command line: ``optiroute-mw serve``, ``optiroute-mw keys``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .ingress.keys_cli import add_keys_parser, run_keys
 from .settings import Settings, SettingsError
 
 
@@ -14,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the OpenAI-compatible sidecar proxy")
     serve.add_argument("--host", help="bind address (OPTIROUTE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (OPTIROUTE_PORT, default 8080)")
+    add_keys_parser(commands)
     args = parser.parse_args(argv)
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve_forever(settings)
+    if args.command == "keys":
+        return run_keys(args, settings)
     return 1
 
 

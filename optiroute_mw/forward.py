@@ -18,7 +18,7 @@ import anyio
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from adapters import Adapter, get_adapter
+from adapters import Adapter, UnsupportedRequest, get_adapter
 
 from .client import OutboundClient
 from .errors import BackendFailure, send_error, send_json
@@ -116,7 +116,12 @@ class Forwarder:
     ) -> httpx.Response:
         adapter = self.adapters[backend.name]
         body = exchange.body_for(model.upstream_name, extra or None)
-        outbound = adapter.prepare(backend, self.headers[backend.name], exchange.path, body)
+        try:
+            outbound = adapter.prepare(backend, self.headers[backend.name], exchange.path, body)
+        except UnsupportedRequest as exc:
+            # this backend family cannot serve it (e.g. embeddings on Anthropic): the
+            # breaker moves on to another candidate, and the caller sees a 400 if none can
+            raise BackendFailure("http_404", 400, f"Backend '{backend.name}': {exc}.") from None
         client = self.client.get()
         request = client.build_request(
             outbound.method,
@@ -131,8 +136,16 @@ class Forwarder:
             response = await client.send(request, stream=True)
             if response.status_code >= 400:
                 await self._fail_from_status(response, backend, adapter)
-        except httpx.TimeoutException:
-            raise BackendFailure("timeout", 504, f"Backend '{backend.name}' timed out.") from None
+        except httpx.TimeoutException as exc:
+            # httpx-aiohttp reports a refused or reset connection as ConnectTimeout:
+            # only a real timeout underneath is one
+            if exc.__cause__ is None or isinstance(exc.__cause__, TimeoutError):
+                raise BackendFailure(
+                    "timeout", 504, f"Backend '{backend.name}' timed out."
+                ) from None
+            raise BackendFailure(
+                "connect", 502, f"Backend '{backend.name}' is unreachable (connection failed)."
+            ) from None
         except httpx.HTTPError as exc:
             raise BackendFailure(
                 "connect", 502, f"Backend '{backend.name}' is unreachable ({type(exc).__name__})."

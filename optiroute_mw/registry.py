@@ -30,6 +30,8 @@ class BackendSpec(msgspec.Struct, kw_only=True, frozen=True):
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
     total_timeout_s: float | None = None
+    # Azure OpenAI's api-version query parameter ("v1" for its v1 API); others ignore it
+    api_version: str | None = None
 
 
 class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
@@ -79,6 +81,9 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
     "claude-3-5-sonnet-latest": (3.0, 15.0),
     "claude-3-5-haiku-latest": (0.8, 4.0),
     "claude-3-opus-latest": (15.0, 75.0),
+    "claude-haiku-4-5": (1.0, 5.0),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-sonnet-4-6": (3.0, 15.0),
 }
 
 AUTO = "auto"
@@ -181,6 +186,38 @@ def cloud_defaults(
                 quality=0.9,
                 context_window=128_000,
                 capabilities=caps,
+            ),
+        ]
+    if environ.get("ANTHROPIC_API_KEY"):
+        backends.append(
+            BackendSpec(
+                name="anthropic",
+                base_url=settings.anthropic_base_url,
+                adapter="anthropic",
+                api_key_env="ANTHROPIC_API_KEY",
+            )
+        )
+        claude = frozenset({"tools", "vision"})
+        models += [
+            ModelSpec(
+                name="claude-haiku-4-5",
+                backend="anthropic",
+                tier="medium",
+                input_per_mtok=1.0,
+                output_per_mtok=5.0,
+                quality=0.8,
+                context_window=200_000,
+                capabilities=claude,
+            ),
+            ModelSpec(
+                name="claude-sonnet-4-6",
+                backend="anthropic",
+                tier="complex",
+                input_per_mtok=3.0,
+                output_per_mtok=15.0,
+                quality=0.92,
+                context_window=200_000,
+                capabilities=claude,
             ),
         ]
     return backends, models

@@ -63,7 +63,11 @@ class StreamRelay:
         while True:
             data = await anext(self.chunks, None)
             if data is None:
-                return []
+                if self.translator is None:
+                    return []
+                # a translator may hold a last event until it knows the body has ended
+                data, self.translator = self.translator.close(), None
+                return self.splitter.feed(data)
             if self.translator is not None:
                 data = self.translator.feed(data)
             events = self.splitter.feed(data)
@@ -71,11 +75,23 @@ class StreamRelay:
                 return events
 
     async def start(self, ttft_s: float) -> list[bytes]:
-        """The first events, within the time-to-first-token limit, or BackendFailure."""
+        """The first events worth sending, within the time-to-first-token limit.
+
+        Reads on until something the client should see has arrived (a continuation's
+        role chunk alone is not), so any failure until then is a BackendFailure that
+        another candidate can make good.
+        """
         backend = self.exchange.model.backend if self.exchange.model else "backend"
+        kept: list[bytes] = []
         try:
             with anyio.fail_after(ttft_s):
-                events = await self._read()
+                while not kept and not self.done:
+                    events = await self._read()
+                    if not events:
+                        raise BackendFailure(
+                            "read", 502, f"Backend '{backend}' ended its stream at once."
+                        )
+                    kept = self._filter(events)
         except TimeoutError:
             raise BackendFailure(
                 "ttft_timeout", 504, f"Backend '{backend}' sent nothing in {ttft_s:g} s."
@@ -84,10 +100,13 @@ class StreamRelay:
             raise BackendFailure(
                 "read", 502, f"Backend '{backend}' broke off its stream."
             ) from None
-        kept = self._filter(events)
-        if not events or (not kept and not self.done):
-            raise BackendFailure("read", 502, f"Backend '{backend}' ended its stream at once.")
-        if self.head is None and not self.done:
+        except StreamBroken:
+            # content and an error came before anything reached the client: another
+            # candidate may still answer
+            raise BackendFailure(
+                "stream_error", 502, f"Backend '{backend}' reported an error."
+            ) from None
+        if self.head is None:
             raise BackendFailure("malformed", 502, f"Backend '{backend}' sent a malformed stream.")
         return kept
 

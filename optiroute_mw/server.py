@@ -7,8 +7,9 @@ import time
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from .admin import AdminAPI
 from .registry import AUTO
 from .settings import Settings
 from .stack import Gateway, Optiroute
@@ -56,5 +57,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/models", models),
+        # Anthropic SDK clients and embeddings: the gateway dispatches them by path
+        Route("/v1/messages", gateway, methods=["POST"]),
+        Route("/v1/embeddings", gateway, methods=["POST"]),
+        Mount("/optiroute/admin", AdminAPI(gateway).app),  # behind OPTIROUTE_MASTER_KEY
     ]
     return Optiroute(Starlette(routes=routes), gateway)

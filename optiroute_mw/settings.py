@@ -92,9 +92,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     local_model_name: str = "smollm2-135m"
     # cloud backends (keys are read from their usual variables, never from here)
     openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
     # side systems
     redis_url: str | None = None
     embed_model_path: str | None = None
+    # ingress: API keys, rate limits, budgets; the cost ledger
+    require_auth: bool = False  # auth is also on as soon as any key exists
+    master_key: str | None = None  # guards the admin API; kept only as a digest
+    data_dir: str | None = None  # default: $XDG_DATA_HOME/optiroute-mw (~/.local/share/…)
+    keys_db: str | None = None  # default: <data_dir>/keys.db
+    ledger: bool = True
+    ledger_path: str | None = None  # default: <data_dir>/ledger.db
+    ledger_flush_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    global_rpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    global_tpm: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # logs
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -128,12 +139,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         for route in self.routes:
             if not route.startswith("/"):
                 raise SettingsError(f"OPTIROUTE_ROUTES: {route!r} is not a path")
-        for name in ("local_url", "openai_base_url", "redis_url"):
+        for name in ("local_url", "openai_base_url", "anthropic_base_url", "redis_url"):
             url = getattr(self, name)
             if url and "://" not in url:
                 raise SettingsError(f"{PREFIX}{name.upper()}: {url!r} is not a URL")
         if self.config and not os.path.isfile(self.config):
             raise SettingsError(f"OPTIROUTE_CONFIG: no such file {self.config!r}")
+
+    def data_file(self, explicit: str | None, name: str) -> str:
+        """``explicit`` if set, else ``name`` in the data dir (read when asked, not at import)."""
+        if explicit:
+            return os.path.expanduser(explicit)
+        base = self.data_dir or os.path.join(
+            os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "optiroute-mw"
+        )
+        return os.path.join(os.path.expanduser(base), name)
 
 
 def _split_list(value: str) -> list[str]:

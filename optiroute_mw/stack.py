@@ -22,8 +22,11 @@ from .cache.store import CacheStore, MemoryStore
 from .classify.middleware import ClassifyMiddleware
 from .client import OutboundClient
 from .exchange import get_exchange
+from .formats import ClientFormats, EmbeddingsEndpoint
 from .forward import Forwarder
+from .ingress.access import Access
 from .ingress.middleware import IngressMiddleware
+from .ingress.tenants import TenantResolver
 from .local_model import LocalModelServer, find_embedded_model
 from .observe.metrics import Metrics
 from .registry import Registry, build_registry
@@ -45,10 +48,13 @@ class Gateway:
         metrics: Metrics | None = None,
         store: CacheStore | None = None,
         app: ASGIApp | None = None,
+        tenant_resolver: TenantResolver | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.metrics = metrics or Metrics()
-        self.store = store or MemoryStore(self.settings.cache_max_entries)
+        # keys, rate limits, budgets and the ledger; the resolver lets a host app name tenants
+        self.access = Access(self.settings, metrics=self.metrics, tenant_resolver=tenant_resolver)
+        self.store = store if store is not None else MemoryStore(self.settings.cache_max_entries)
         self.board = CircuitBoard(
             self.settings.breaker_failures,
             self.settings.breaker_cooldown_s,
@@ -89,7 +95,20 @@ class Gateway:
                     "no_models",
                     hint="install the local model or set OPENAI_API_KEY or OPTIROUTE_CONFIG",
                 )
-            self._pipeline = self.build(self._registry)
+            await self.access.start()
+            # Anthropic-format calls are translated in front of the pipeline; embeddings
+            # take a short path of their own (optiroute_mw.formats)
+            self._pipeline = ClientFormats(
+                self.build(self._registry),
+                max_body_bytes=self.settings.max_body_bytes,
+                embeddings=EmbeddingsEndpoint(
+                    self._registry,
+                    self.client,
+                    self.settings,
+                    self.store,
+                    identify=self.access.identify,
+                ),
+            )
             logger.info(
                 "gateway_started", models=self._registry.names(), engine=self.settings.http_engine
             )
@@ -138,9 +157,10 @@ class Gateway:
                 baseline_price=selector.baseline_price,
                 metrics=self.metrics,
             )
-        return IngressMiddleware(app, settings=settings, metrics=self.metrics)
+        return IngressMiddleware(app, settings=settings, metrics=self.metrics, access=self.access)
 
     async def stop(self) -> None:
+        await self.access.stop()  # flushes the ledger
         await self.client.aclose()
         if self.local_model is not None:
             await self.local_model.stop()
@@ -213,9 +233,17 @@ def wrap(
     forward: Literal["proxy", "app"] | None = None,
     registry: Registry | None = None,
     metrics: Metrics | None = None,
+    tenant_resolver: TenantResolver | None = None,
 ) -> Optiroute:
-    """Put the stack in front of ``app``; ``forward="app"`` lets the app answer."""
+    """Put the stack in front of ``app``; ``forward="app"`` lets the app answer.
+
+    ``tenant_resolver(scope)`` may name the caller from the app's own auth (a
+    :class:`~optiroute_mw.ingress.Tenant`, or None to fall back to API keys).
+    """
     settings = settings or Settings.from_env()
     if forward is not None and forward != settings.forward:
         settings = msgspec.structs.replace(settings, forward=forward)
-    return Optiroute(app, Gateway(settings, registry=registry, metrics=metrics, app=app))
+    gateway = Gateway(
+        settings, registry=registry, metrics=metrics, app=app, tenant_resolver=tenant_resolver
+    )
+    return Optiroute(app, gateway)

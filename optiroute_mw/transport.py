@@ -18,7 +18,12 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Message
 
-ROUTES = (("/chat/completions", "/v1/chat/completions"), ("/completions", "/v1/completions"))
+ROUTES = (
+    ("/chat/completions", "/v1/chat/completions"),
+    ("/completions", "/v1/completions"),
+    # the Anthropic SDK; a suffix no OpenAI route has (/v1/threads/{id}/messages is not it)
+    ("/v1/messages", "/v1/messages"),
+)
 
 
 def stack_path(path: str) -> str | None:

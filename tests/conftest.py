@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+with contextlib.suppress(ImportError):
+    # onnxruntime crashes the process when first imported after usearch (which some
+    # tests import directly): load it first
+    import onnxruntime  # noqa: F401
 from support.fake_openai import FakeOpenAI
 from support.serve import ServerThread
 
@@ -17,6 +26,10 @@ SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared/models/all-MiniLM-L
 
 # The tests never start the embedded local model unless they ask for it.
 os.environ.setdefault("OPTIROUTE_LOCAL_MODEL", "off")
+# Key stores and ledgers default to the user's data dir: never touch the real one
+# (a key found there would also turn auth on for every test).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="optiroute-tests-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 if SHARED_MODEL.is_dir():
     os.environ.setdefault("OPTIROUTE_EMBED_MODEL_PATH", str(SHARED_MODEL))
 

@@ -296,3 +296,18 @@ def test_pin_and_mode_headers(sidecar: ServerThread, fake: FakeOpenAI) -> None:
     assert quality.headers["x-optiroute-model"] == "large"
     bad = chat(sidecar, body, **{"x-optiroute-mode": "cheapest"})
     assert bad.status_code == 400
+
+
+def test_gateway_store_is_the_cache_store(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from optiroute_mw.cache.store import MemoryStore
+    from optiroute_mw.stack import Gateway
+
+    store = MemoryStore()
+    gateway = Gateway(make_settings(), store=store)
+    with ServerThread(create_app(gateway=gateway)) as server:
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            json={"model": "small", "messages": [{"role": "user", "content": "keep"}]},
+        )
+    # an empty store is falsy: it must still be the one the cache stage uses
+    assert len(store) == 1

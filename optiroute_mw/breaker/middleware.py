@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import send_error
@@ -50,10 +51,12 @@ FAILOVER = frozenset(
         "http_504",
         "http_529",
         "context_length",
+        "internal",
     }
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+logger = structlog.get_logger(__name__)
 
 
 class BreakerMiddleware:
@@ -177,6 +180,8 @@ class BreakerResponder:
             if attempt.passed:
                 if outcome == "stream_broken":
                     await self._carry_on(self.candidates[index + 1 :])
+                elif outcome == "internal":
+                    await self._end_stream("The gateway failed while relaying this answer.")
                 else:
                     await attempt.flush()
                 return None
@@ -192,7 +197,14 @@ class BreakerResponder:
         exchange = self.exchange
         exchange.model = model
         before = len(exchange.attempts)
-        await self.middleware.app(self.scope, self.receive, send)
+        try:
+            await self.middleware.app(self.scope, self.receive, send)
+        except Exception:
+            # a fault of ours, not the backend's: logged, the probe slot given back,
+            # and the request still ends in an answer or a clean error
+            logger.exception("attempt_failed", model=model.name, backend=model.backend)
+            exchange.attempts.append(Attempt(model.name, model.backend, "internal", 500))
+            return "internal", None
         if len(exchange.attempts) == before:
             return "ok", None
         last = exchange.attempts[-1]
@@ -232,7 +244,6 @@ class BreakerResponder:
 
     async def _carry_on(self, remaining: list[ModelSpec]) -> None:
         """A stream broke mid-way: let the next candidates continue it, else end it cleanly."""
-        exchange = self.exchange
         for model in remaining:
             if self.time_left() <= 0:
                 break
@@ -243,8 +254,12 @@ class BreakerResponder:
             self._record(circuit, model, outcome, retry_after)
             if outcome == "ok":
                 return
-        exchange.status = 502
-        message = "The backend's stream broke off and no other backend could continue it."
+        await self._end_stream(
+            "The backend's stream broke off and no other backend could continue it."
+        )
+
+    async def _end_stream(self, message: str) -> None:
+        self.exchange.status = 502
         await self.send(
             {"type": "http.response.body", "body": error_event(message), "more_body": False}
         )

@@ -47,7 +47,7 @@ class CacheMiddleware:
         metrics: Metrics | None = None,
     ) -> None:
         self.app = app
-        self.store = store or MemoryStore()
+        self.store = store if store is not None else MemoryStore()  # an empty store is falsy
         self.ttl_s = ttl_s
         self.max_entry_bytes = max_entry_bytes
         self.baseline_price = baseline_price

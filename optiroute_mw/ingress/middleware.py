@@ -1,9 +1,11 @@
 """Ingress: the outermost stage.
 
 It parses the request once into the Exchange (a bad request ends here with a 4xx
-OpenAI-style error), reads the caller's controls, stamps every response with
-``x-request-id``, ``x-optiroute-*`` and the overhead header, and writes the one
-log line and the metrics of the request when it ends.
+OpenAI-style error), reads the caller's controls, and, given an :class:`Access`,
+identifies the caller and admits the call against its model list, budget and rate
+limits (401/403/402/429 otherwise), settling the accounts when the call has ended.
+It stamps every response with ``x-request-id``, ``x-optiroute-*`` and the overhead
+header, and writes the one log line and the metrics of the request when it ends.
 """
 
 from __future__ import annotations
@@ -19,18 +21,26 @@ from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header
 from ..observe.metrics import Metrics
 from ..settings import Settings
 from ..wire import RequestError
+from .access import Access, AccessDenied, Admitted
 from .controls import apply_controls, clean_request_id
+from .tenants import Tenant
 
 logger = structlog.get_logger("optiroute_mw.request")
 
 
 class IngressMiddleware:
     def __init__(
-        self, app: ASGIApp, *, settings: Settings | None = None, metrics: Metrics | None = None
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings | None = None,
+        metrics: Metrics | None = None,
+        access: Access | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or Settings()
         self.metrics = metrics
+        self.access = access  # keys, limits, budgets, ledger; None: everyone is welcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,22 +63,44 @@ class IngressResponder:
         settings = self.middleware.settings
         request_id = clean_request_id(header(self.scope, b"x-request-id")) or uuid.uuid4().hex
         metrics = self.middleware.metrics
+        access = self.middleware.access
+        tenant: Tenant | None = None
+        admitted: Admitted | None = None
+        judged = False  # past parsing: the call is accounted for, admitted or refused
         if metrics:
             metrics.in_flight.inc()
         try:
             try:
+                if access is not None:
+                    # from the headers alone: a stranger's body is never read
+                    tenant = await access.identify(self.scope)
                 exchange, receive = await ensure_exchange(
                     self.scope, receive, settings.max_body_bytes
                 )
                 exchange.request_id = request_id
                 exchange.started = self.started
                 self.exchange = exchange
-                apply_controls(exchange, self.scope, settings.default_mode)
+                default_mode = (tenant.default_mode if tenant else None) or settings.default_mode
+                apply_controls(exchange, self.scope, default_mode)
             except RequestError as exc:
                 await self._refuse(exc, request_id)
                 return
             except ClientDisconnected:
                 return
+            if access is not None and tenant is not None:
+                judged = True
+                try:
+                    admitted = await access.admit(exchange, tenant)
+                except AccessDenied as exc:
+                    await send_error(
+                        self.send,
+                        exc.status,
+                        exc.message,
+                        exc.code,
+                        error_type=exc.type,
+                        headers=exc.headers,
+                    )
+                    return
             try:
                 await self.middleware.app(self.scope, receive, self.send)
             except Exception:
@@ -84,6 +116,10 @@ class IngressResponder:
         finally:
             if metrics:
                 metrics.in_flight.dec()
+            if judged and access is not None and tenant is not None:
+                assert self.exchange is not None
+                latency = time.perf_counter() - self.started
+                await access.settle(self.exchange, admitted or Admitted(tenant), latency)
             self._finish()
 
     async def _refuse(self, exc: RequestError, request_id: str) -> None:

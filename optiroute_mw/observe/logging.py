@@ -38,6 +38,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
     ]
+    if not console:  # the console renderer prints tracebacks itself
+        shared.append(structlog.processors.format_exc_info)
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )

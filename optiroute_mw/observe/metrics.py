@@ -88,6 +88,12 @@ class Metrics:
             ["system"],
             registry=r,
         )
+        self.refusals = Counter(
+            "optiroute_refusals",
+            "Calls refused at ingress by reason: auth, model, budget, rate_limit",
+            ["reason"],
+            registry=r,
+        )
 
     def observe(self, exchange: Exchange, duration: float) -> None:
         """Record a finished request; called once per request by the ingress stage."""
