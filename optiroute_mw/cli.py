@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .evaluate import add_eval_parser, run_eval
 from .ingress.keys_cli import add_keys_parser, run_keys
 from .settings import Settings, SettingsError
 
@@ -15,7 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the OpenAI-compatible sidecar proxy")
     serve.add_argument("--host", help="bind address (OPTIROUTE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (OPTIROUTE_PORT, default 8080)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (metrics summed across them)"
+    )
     add_keys_parser(commands)
+    add_eval_parser(commands)
     args = parser.parse_args(argv)
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -27,10 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"optiroute-mw: bad setting: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve" and args.workers > 1:
+        from .observe.multiprocess import serve_workers
+
+        return serve_workers(settings, args.workers)
     if args.command == "serve":
         return serve_forever(settings)
     if args.command == "keys":
         return run_keys(args, settings)
+    if args.command == "eval":
+        return run_eval(args, settings)
     return 1
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Message, Receive, Scope
 
 from .registry import ModelSpec
 from .wire import LLMRequest, RequestError, decode_object, encode, parse_request
+
+if TYPE_CHECKING:  # numpy is an optional dependency (the semantic extra)
+    from .embedding import Vector
 
 STATE_KEY = "optiroute"
 ROUTE_KINDS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
@@ -76,6 +79,7 @@ class Exchange:
     cache_control: str = "use"  # use | bypass | refresh
     pinned_model: str | None = None
     max_cost_usd: float | None = None
+    max_latency_s: float | None = None  # x-optiroute-max-latency-ms, read by select
     # decisions
     classification: Classification | None = None
     selection: Selection | None = None
@@ -99,6 +103,10 @@ class Exchange:
     deadline: float | None = None
     continuation: Continuation | None = None
     keep_stream_open: bool = False
+    # the last user message's embedding, computed once and shared (router, semantic
+    # cache): reuse it only for the text in embedding_text (long prompts are cut)
+    embedding: Vector | None = None
+    embedding_text: str | None = None
     _raw: dict[str, Any] | None = None
 
     @property

@@ -23,6 +23,7 @@ from adapters import Adapter, UnsupportedRequest, get_adapter
 from .client import OutboundClient
 from .errors import BackendFailure, send_error, send_json
 from .exchange import Attempt, Exchange, ensure_exchange
+from .observe import tracing
 from .registry import BackendSpec, ModelSpec, Registry
 from .relay import StreamBroken, StreamRelay, error_event
 from .settings import Settings
@@ -131,6 +132,8 @@ class Forwarder:
             timeout=self.timeouts[backend.name],
         )
         request.headers["x-request-id"] = exchange.request_id
+        if tracing.ACTIVE:  # OPTIROUTE_OTEL=on: traceparent for the backend's span
+            tracing.inject(request.headers)
         started = time.perf_counter()
         try:
             response = await client.send(request, stream=True)

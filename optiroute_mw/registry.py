@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -45,6 +45,8 @@ class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
     context_window: int = 8192
     capabilities: frozenset[str] = frozenset()
     aliases: tuple[str, ...] = ()
+    # share of traffic among deployments of one model name (load balancing), > 0
+    weight: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
     @property
     def upstream_name(self) -> str:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .admin import AdminAPI
+from .observe.dashboard import dashboard_routes
 from .registry import AUTO
 from .settings import Settings
 from .stack import Gateway, Optiroute
@@ -61,5 +62,6 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         Route("/v1/messages", gateway, methods=["POST"]),
         Route("/v1/embeddings", gateway, methods=["POST"]),
         Mount("/optiroute/admin", AdminAPI(gateway).app),  # behind OPTIROUTE_MASTER_KEY
+        *dashboard_routes(gateway),  # /optiroute/dashboard and /optiroute/stats
     ]
     return Optiroute(Starlette(routes=routes), gateway)

@@ -36,11 +36,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_mode: Mode = "balanced"
     strict_models: bool = False
     baseline_model: str | None = None
+    # the classifier: auto = learned when OPTIROUTE_EMBED_MODEL_PATH names a local
+    # embedding model, else rules (see optiroute_mw/classify/setup.py)
+    router: Literal["auto", "rules", "learned", "llm"] = "auto"
+    router_strong_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    router_quality_target: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.95
+    router_medium_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
+    router_weights: str | None = None  # learned router weights (tools/train_router.py)
+    router_llm_model: str | None = None  # the rating model (default: the cheapest)
+    router_llm_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     # cache
     cache: bool = True
     cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     cache_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     cache_max_entry_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    # semantic cache: on when the embedding model loads; cosine cut-off (with the look-alike
+    # guard, = cache.semantic_index.DEFAULT_SIMILARITY_THRESHOLD); how often a replica pulls
+    # entries other replicas wrote to Redis; the saved index (default: <data_dir>/semantic-cache)
+    semantic: bool = True
+    semantic_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.89
+    semantic_sync_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    semantic_path: str | None = None
     # outbound HTTP
     http_engine: Literal["aiohttp", "httpx"] = "aiohttp"
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
@@ -110,6 +126,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_prompts: bool = False
+    log_prompts_chars: Annotated[int, msgspec.Meta(ge=1)] = 500  # excerpt length
+    # OpenTelemetry traces (the otel extra): a span per request and stage, GenAI attributes
+    otel: Literal["on", "off"] = "off"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -145,6 +164,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 raise SettingsError(f"{PREFIX}{name.upper()}: {url!r} is not a URL")
         if self.config and not os.path.isfile(self.config):
             raise SettingsError(f"OPTIROUTE_CONFIG: no such file {self.config!r}")
+        if self.router_weights and not os.path.isfile(self.router_weights):
+            raise SettingsError(f"OPTIROUTE_ROUTER_WEIGHTS: no such file {self.router_weights!r}")
 
     def data_file(self, explicit: str | None, name: str) -> str:
         """``explicit`` if set, else ``name`` in the data dir (read when asked, not at import)."""

@@ -9,7 +9,7 @@ LLM routes go through the stack, everything else reaches the app untouched.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import structlog
@@ -18,21 +18,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .breaker.circuit import CircuitBoard
 from .breaker.middleware import BreakerMiddleware
 from .cache.middleware import CacheMiddleware
-from .cache.store import CacheStore, MemoryStore
+from .cache.setup import build_semantic, build_store, close_store
+from .cache.store import CacheStore
 from .classify.middleware import ClassifyMiddleware
+from .classify.setup import RouterSetup
 from .client import OutboundClient
 from .exchange import get_exchange
 from .formats import ClientFormats, EmbeddingsEndpoint
 from .forward import Forwarder
+from .health import Health
 from .ingress.access import Access
 from .ingress.middleware import IngressMiddleware
 from .ingress.tenants import TenantResolver
 from .local_model import LocalModelServer, find_embedded_model
 from .observe.metrics import Metrics
+from .observe.tracing import instrument
 from .registry import Registry, build_registry
+from .select.balance import Balancer
 from .select.middleware import SelectMiddleware
 from .select.policy import Selector
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .cache.semantic import SemanticCache
 
 logger = structlog.get_logger(__name__)
 
@@ -54,7 +62,9 @@ class Gateway:
         self.metrics = metrics or Metrics()
         # keys, rate limits, budgets and the ledger; the resolver lets a host app name tenants
         self.access = Access(self.settings, metrics=self.metrics, tenant_resolver=tenant_resolver)
-        self.store = store if store is not None else MemoryStore(self.settings.cache_max_entries)
+        # the exact cache's store (Redis when OPTIROUTE_REDIS_URL is set) and the semantic layer
+        self.store = store if store is not None else build_store(self.settings)
+        self.semantic: SemanticCache | None = None
         self.board = CircuitBoard(
             self.settings.breaker_failures,
             self.settings.breaker_cooldown_s,
@@ -65,6 +75,10 @@ class Gateway:
             close_after=self.settings.breaker_close_after,
         )
         self.client = OutboundClient(self.settings)
+        # routing: the classifier (rules, learned, llm) and what select knows of each
+        # deployment (calls in flight, latency EWMA, circuits read from the board)
+        self.router = RouterSetup(self.settings, metrics=self.metrics)
+        self.health = Health(circuits=self.board)
         self.host_app = app  # the app that answers in forward="app" mode
         self.local_model: LocalModelServer | None = None
         self._registry = registry
@@ -96,10 +110,16 @@ class Gateway:
                     hint="install the local model or set OPENAI_API_KEY or OPTIROUTE_CONFIG",
                 )
             await self.access.start()
+            await self.router.start()  # loads the embedding model in a worker thread
+            self.semantic = build_semantic(
+                self.settings, self.store, metrics=self.metrics, embedder=self.router.embedder
+            )
+            if self.semantic is not None:
+                self.semantic.start()  # the model (shared with the router) loads in a thread
             # Anthropic-format calls are translated in front of the pipeline; embeddings
             # take a short path of their own (optiroute_mw.formats)
             self._pipeline = ClientFormats(
-                self.build(self._registry),
+                instrument(self.build(self._registry), self.settings),  # OPTIROUTE_OTEL
                 max_body_bytes=self.settings.max_body_bytes,
                 embeddings=EmbeddingsEndpoint(
                     self._registry,
@@ -132,7 +152,7 @@ class Gateway:
 
     def build(self, registry: Registry) -> ASGIApp:
         settings = self.settings
-        selector = Selector(registry, settings)
+        selector = Selector(registry, settings, balancer=Balancer(self.health))
         terminal: ASGIApp
         if settings.forward == "app":
             if self.host_app is None:
@@ -140,14 +160,16 @@ class Gateway:
             terminal = AppHandoff(self.host_app)
         else:
             terminal = BreakerMiddleware(
-                Forwarder(registry, self.client, settings),
+                self.health.track(Forwarder(registry, self.client, settings)),
                 board=self.board,
                 metrics=self.metrics,
                 settings=settings,
                 registry=registry,
             )
         app: ASGIApp = SelectMiddleware(terminal, selector=selector)
-        app = ClassifyMiddleware(app)
+        app = ClassifyMiddleware(
+            app, router=self.router.bind(registry, Forwarder(registry, self.client, settings))
+        )
         if settings.cache:
             app = CacheMiddleware(
                 app,
@@ -156,11 +178,15 @@ class Gateway:
                 max_entry_bytes=settings.cache_max_entry_bytes,
                 baseline_price=selector.baseline_price,
                 metrics=self.metrics,
+                semantic=self.semantic,
             )
         return IngressMiddleware(app, settings=settings, metrics=self.metrics, access=self.access)
 
     async def stop(self) -> None:
         await self.access.stop()  # flushes the ledger
+        if self.semantic is not None:
+            await self.semantic.stop()  # saves the index
+        await close_store(self.store)
         await self.client.aclose()
         if self.local_model is not None:
             await self.local_model.stop()

@@ -34,6 +34,15 @@ if SHARED_MODEL.is_dir():
     os.environ.setdefault("OPTIROUTE_EMBED_MODEL_PATH", str(SHARED_MODEL))
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data dir per test: what one test's gateway saves (the semantic cache's index and
+    answers, ledgers) is never loaded by the next one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture(scope="session")
 def _fake_servers() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
     with FakeOpenAI(models=("small-up", "large-up")) as one, FakeOpenAI() as two:

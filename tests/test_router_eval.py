@@ -18,12 +18,16 @@ from optiroute_mw.classify.evaluation import (  # noqa: E402
     routed_quality_curve,
     strong_fraction_at,
     strong_fraction_for_quality,
+    strong_fraction_to_reach,
+    summary,
 )
 from optiroute_mw.classify.learned import (  # noqa: E402
+    DEFAULT_EMBED_CHARS,
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
     FORMAT_VERSION,
     LearnedRouter,
+    cut_text,
     text_features,
 )
 
@@ -85,6 +89,48 @@ def test_numeric_outcomes_separate_the_two_95_percent_targets() -> None:
     assert strong_fraction_for_quality(0.95, scores, weak, strong) == 0.0
 
 
+def test_the_two_95_percent_definitions_on_a_hand_table() -> None:
+    # Four prompts, judge-style outcomes; the strong model is perfect.
+    #   prompt  score  weak  strong  gain
+    #   A       0.1    0.5   1       0.5
+    #   B       0.2    0.8   1       0.2
+    #   C       0.3    1     1       0
+    #   D       0.4    1     1       0
+    # q_w = 3.3 / 4 = 0.825, q_s = 1, gap 0.175.
+    # Q_0 = 0.825, Q_1 = 0.95, Q_2 = 1.0, Q_3 = 1.0, Q_4 = 1.0
+    # 95% of the all-strong quality (0.95) is reached at k = 1: strong_fraction_at_95 = 0.25.
+    # PGR_k = 0, 0.714, 1, 1, 1: CPT(95%) = CPT(80%) = 2/4 = 0.5.
+    # APGR over 0, 0.25, ..., 1: 0.25 * (0/2 + 0.714 + 1 + 1 + 1/2) = 0.8036.
+    scores = [0.1, 0.2, 0.3, 0.4]
+    weak = [0.5, 0.8, 1.0, 1.0]
+    strong = [1.0, 1.0, 1.0, 1.0]
+    assert strong_fraction_to_reach(0.95, scores, weak, strong) == pytest.approx(0.25)
+    assert strong_fraction_at(0.95, scores, weak, strong) == pytest.approx(0.5)
+    assert apgr(scores, weak, strong, points=5) == pytest.approx(0.25 * (0.125 / 0.175 + 2.5))
+    figures = summary(scores, weak, strong)
+    assert figures["weak_quality"] == 0.825
+    assert figures["strong_quality"] == 1.0
+    assert figures["strong_fraction_at_95"] == 0.25
+    assert figures["cpt_pgr_95"] == 0.5
+    assert figures["cpt_pgr_80"] == 0.5
+    # summary's APGR integrates over 101 fractions (interpolated between prompts)
+    assert figures["apgr"] == pytest.approx(apgr(scores, weak, strong), abs=1e-4)
+
+
+def test_summary_when_the_strong_model_is_not_better() -> None:
+    # The weak model wins on average: no gap to recover, and no strong call is needed.
+    figures = summary([0.1, 0.2], [1, 1], [0, 1])
+    assert figures["strong_fraction_at_95"] == 0.0
+    assert figures["cpt_pgr_95"] is None and figures["apgr"] is None
+
+
+def test_summary_on_the_first_hand_table() -> None:
+    # 0.95 * q_s = 0.57 is first reached with A alone, like CPT(95%)
+    figures = summary(SCORES, WEAK, STRONG)
+    assert figures["strong_fraction_at_95"] == 0.2
+    assert figures["cpt_pgr_95"] == 0.2
+
+
 def test_ties_are_averaged_so_a_constant_score_is_random_routing() -> None:
     weak = [1, 0, 0, 1, 0]
     strong = [1, 1, 1, 0, 1]
@@ -127,6 +173,23 @@ def test_packaged_weights_load_and_are_small() -> None:
     assert DEFAULT_WEIGHTS.stat().st_size < 3_000_000
     router = LearnedRouter.load()
     assert router.dim == 384
+    assert router.embed_chars == DEFAULT_EMBED_CHARS
+    # a quality target maps to a strong share through the out-of-sample curve
+    share95 = router.share_for_quality(0.95)
+    assert share95 is not None and 0.1 < share95 < 0.7
+    assert router.share_for_quality(0.9) <= share95 <= router.share_for_quality(0.99)  # type: ignore[operator]
+    assert router.share_for_quality(1.0) <= 1.0  # type: ignore[operator]
+
+
+def test_embedding_text_is_the_head_cut_at_a_word() -> None:
+    router = LearnedRouter.load()
+    short = "What is the capital of France?"
+    assert router.embedding_text(short) == short
+    long = "word " * 200
+    head = router.embedding_text(long)
+    assert len(head) <= DEFAULT_EMBED_CHARS and long.startswith(head)
+    assert head.endswith("word")
+    assert cut_text("x" * 1000, 10) == "x" * 10  # no space to cut at
 
 
 def test_probabilities_in_unit_interval() -> None:

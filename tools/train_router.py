@@ -9,10 +9,15 @@ RouteLLM's contaminated prompts dropped.  Every figure printed is out-of-sample:
 * GSM8K: prompts are split into ``--folds`` folds; each is scored by a model trained
   on the other folds plus all of MMLU.
 
-Output: one JSON object per line (the cross-validated metrics of the learned router and
-of the baselines: random, a length/math/code rule score, length alone, and the oracle),
-then the saved file.  Embeddings are cached under ``--cache-dir`` (outside the repo) so
-each data set is embedded once.
+Output: one JSON object per line (the cross-validated figures of the learned router and
+of the baselines: random, the rule classifier, length alone, the oracle; see
+``optiroute_mw.classify.evaluation.summary`` for the definitions), then the saved file.
+Prompts are embedded as the router embeds them in serving (their first
+``--embed-chars`` characters); embeddings are cached under ``--cache-dir``, outside the
+repository, so each data set is embedded once.
+
+``--export-fold K --export-dir DIR`` also writes, for the eval command, weights trained
+without MMLU subject group K and GSM8K fold K, and those held-out rows as CSV files:
 
     OPTIROUTE_EMBED_MODEL_PATH=/work/shared/models/all-MiniLM-L6-v2-onnx \\
         .venv/bin/python tools/train_router.py --data-dir /work/shared/data/routellm_evals
@@ -25,11 +30,11 @@ import csv
 import hashlib
 import json
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,29 +44,32 @@ from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optiroute_mw.classify.evaluation import (
-    apgr,
-    strong_fraction_at,
-    strong_fraction_for_quality,
-)
+from optiroute_mw.classify.evaluation import routed_quality_curve, summary
 from optiroute_mw.classify.learned import (
+    DEFAULT_EMBED_CHARS,
     FEATURE_NAMES,
     FORMAT_VERSION,
     LENGTH_FEATURE,
     LearnedRouter,
+    cut_text,
     text_features,
 )
+from optiroute_mw.classify.rules import RuleClassifier
+from optiroute_mw.wire import parse_request
 
 F64 = npt.NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "optiroute_mw" / "classify" / "router_weights.npz"
 QUANTILE_LEVELS = 1001
+CURVE_POINTS = 101
 MIN_FOLD_GAP = 0.02
+FILES = (("mmlu", "mmlu_mixtral_vs_gpt4.csv"), ("gsm", "gsm8k_mixtral_vs_gpt4.csv"))
 
 
 @dataclass
 class Bench:
     name: str
+    rows: list[dict[str, str]]
     prompts: list[str]
     weak: F64
     strong: F64
@@ -93,34 +101,27 @@ def embed_cached(prompts: list[str], cache_dir: Path, tag: str) -> F64:
     vectors = Embedder.from_env().embed(prompts)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
-    print(
-        json.dumps(
-            {"embedded": tag, "rows": len(prompts), "s": round(time.perf_counter() - started)}
-        ),
-        file=sys.stderr,
-    )
+    took = round(time.perf_counter() - started)
+    print(json.dumps({"embedded": tag, "rows": len(prompts), "s": took}), file=sys.stderr)
     return vectors.astype(np.float64)
 
 
-def load_bench(data_dir: Path, cache_dir: Path) -> tuple[Bench, Bench]:
+def load_bench(data_dir: Path, cache_dir: Path, embed_chars: int) -> tuple[Bench, Bench]:
     out = []
-    for name, file in (
-        ("mmlu", "mmlu_mixtral_vs_gpt4.csv"),
-        ("gsm8k", "gsm8k_mixtral_vs_gpt4.csv"),
-    ):
-        rows = read_csv(data_dir / file)
-        emb = embed_cached([r["prompt"] for r in rows], cache_dir, file.removesuffix(".csv"))
-        keep = np.array([r["contaminated"] != "True" for r in rows])
-        kept = [r for r, k in zip(rows, keep, strict=True) if k]
+    for name, file in FILES:
+        kept = [r for r in read_csv(data_dir / file) if r["contaminated"] != "True"]
+        prompts = [r["prompt"] for r in kept]
+        cut = [cut_text(p, embed_chars) if embed_chars else p for p in prompts]
         out.append(
             Bench(
                 name=name,
-                prompts=[r["prompt"] for r in kept],
+                rows=kept,
+                prompts=prompts,
                 weak=np.array([r["mixtral_8x7b_correct"] == "True" for r in kept], dtype=float),
                 strong=np.array([r["gpt4_1106_correct"] == "True" for r in kept], dtype=float),
                 groups=np.array([r.get("subject", name) for r in kept]),
-                emb=emb[keep],
-                feats=np.array([text_features(r["prompt"]) for r in kept]),
+                emb=embed_cached(cut, cache_dir, f"{name}_cut{embed_chars}"),
+                feats=np.array([text_features(p) for p in prompts]),
             )
         )
     return out[0], out[1]
@@ -143,6 +144,13 @@ class Params:
 def outcome_class(weak: F64, strong: F64) -> npt.NDArray[np.int64]:
     """0: weak better, 1: equal, 2: strong better (numeric outcomes are compared)."""
     return (np.sign(strong - weak) + 1).astype(np.int64)
+
+
+def _softmax(logits: F64) -> F64:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: F64 = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def fit(emb: F64, feats: F64, weak: F64, strong: F64, c: float, length_weight: float) -> Params:
@@ -170,13 +178,6 @@ def fit(emb: F64, feats: F64, weak: F64, strong: F64, c: float, length_weight: f
     )
 
 
-def _softmax(logits: F64) -> F64:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: F64 = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
 def routing_score(p: Params, emb: F64, feats: F64) -> F64:
     """Vectorised LearnedRouter.routing_score (higher = weak is the safer bet)."""
     probs = _softmax(np.hstack([emb, feats]) @ p.coef.T + p.intercept)
@@ -186,40 +187,19 @@ def routing_score(p: Params, emb: F64, feats: F64) -> F64:
     return out
 
 
-# --- baselines ---------------------------------------------------------------------------
-
-_R_CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+|\bfunction\b|\bimport \w+|#include|=>", re.I)
-_R_MATH = re.compile(
-    r"\b(prove|proof|derive|integral|derivative|equation|theorem|matrix|probability|solve)\b"
-    r"|[=<>]\s*\d|\d\s*[\^*/+-]\s*\d|√|∑|∫",
-    re.I,
-)
-_R_STEPS = re.compile(r"\b(first|then|after that|finally|next|each|total|remaining)\b", re.I)
-
-
-def rules_hardness(text: str) -> float:
-    """A quick rule score (length, math, code and multi-step cues); higher = harder."""
-    score = min(len(text.split()) / 80.0, 2.0)
-    if _R_CODE.search(text):
-        score += 2.0
-    math_hits = len(_R_MATH.findall(text))
-    if math_hits:
-        score += 2.0 * (min(math_hits, 3) / 2 + 0.5)
-    if len(_R_STEPS.findall(text)) >= 2:
-        score += 1.0
-    return score
+def fit_on(benches: list[tuple[Bench, npt.NDArray[np.intp]]], args: argparse.Namespace) -> Params:
+    """Fit on the given rows of each bench."""
+    return fit(
+        np.vstack([b.emb[i] for b, i in benches]),
+        np.vstack([b.feats[i] for b, i in benches]),
+        np.concatenate([b.weak[i] for b, i in benches]),
+        np.concatenate([b.strong[i] for b, i in benches]),
+        args.C,
+        args.length_weight,
+    )
 
 
-def metrics(scores: F64, weak: F64, strong: F64) -> dict[str, float]:
-    return {
-        "strong_fraction_at_95": round(strong_fraction_at(0.95, scores, weak, strong), 4),
-        "strong_fraction_at_80": round(strong_fraction_at(0.80, scores, weak, strong), 4),
-        "strong_fraction_at_50": round(strong_fraction_at(0.50, scores, weak, strong), 4),
-        "apgr": round(apgr(scores, weak, strong), 4),
-        "strong_fraction_for_95pct_of_strong_quality": round(
-            strong_fraction_for_quality(0.95 * float(strong.mean()), scores, weak, strong), 4
-        ),
-    }
+# --- cross-validation ----------------------------------------------------------------------
 
 
 def subject_folds(groups: npt.NDArray[np.str_], k: int, seed: int) -> list[npt.NDArray[np.intp]]:
@@ -231,46 +211,36 @@ def subject_folds(groups: npt.NDArray[np.str_], k: int, seed: int) -> list[npt.N
     return [np.flatnonzero(fold == i) for i in range(k)]
 
 
+def folds(mmlu: Bench, gsm: Bench, args: argparse.Namespace) -> list[tuple[Any, Any]]:
+    """(MMLU test rows, GSM8K test rows) per fold: MMLU by whole subjects."""
+    splitter = KFold(args.folds, shuffle=True, random_state=args.seed)
+    gsm_tests = [test for _, test in splitter.split(gsm.emb)]
+    return list(zip(subject_folds(mmlu.groups, args.folds, args.seed), gsm_tests, strict=True))
+
+
 def cross_validate(
     mmlu: Bench, gsm: Bench, args: argparse.Namespace
-) -> tuple[F64, F64, list[dict[str, float]]]:
-    """Out-of-sample routing scores for every MMLU and GSM8K prompt."""
-    oof_m = np.zeros(len(mmlu.weak))
-    oof_g = np.zeros(len(gsm.weak))
-    per_fold: list[dict[str, float]] = []
-    for test in subject_folds(mmlu.groups, args.folds, args.seed):
-        train = np.setdiff1d(np.arange(len(mmlu.weak)), test)
-        p = fit(
-            np.vstack([mmlu.emb[train], gsm.emb]),
-            np.vstack([mmlu.feats[train], gsm.feats]),
-            np.r_[mmlu.weak[train], gsm.weak],
-            np.r_[mmlu.strong[train], gsm.strong],
-            args.C,
-            args.length_weight,
-        )
-        oof_m[test] = routing_score(p, mmlu.emb[test], mmlu.feats[test])
-        w, s = mmlu.weak[test], mmlu.strong[test]
-        gap = float(s.mean() - w.mean())
-        fold_metrics: dict[str, float] = {
-            "subjects": len(set(mmlu.groups[test].tolist())),
-            "rows": len(test),
-            "gap": round(gap, 4),
-        }
+) -> tuple[F64, F64, list[dict[str, Any]]]:
+    """Out-of-sample routing scores for every MMLU and GSM8K prompt.
+
+    The MMLU group is scored by a model that saw all of GSM8K, and the GSM8K fold by
+    one that saw all of MMLU, so both benches get as much training data as possible.
+    """
+    oof_m, oof_g = np.zeros(len(mmlu.weak)), np.zeros(len(gsm.weak))
+    all_m, all_g = np.arange(len(mmlu.weak)), np.arange(len(gsm.weak))
+    per_fold: list[dict[str, Any]] = []
+    for test_m, test_g in folds(mmlu, gsm, args):
+        p = fit_on([(mmlu, np.setdiff1d(all_m, test_m)), (gsm, all_g)], args)
+        oof_m[test_m] = routing_score(p, mmlu.emb[test_m], mmlu.feats[test_m])
+        p = fit_on([(mmlu, all_m), (gsm, np.setdiff1d(all_g, test_g))], args)
+        oof_g[test_g] = routing_score(p, gsm.emb[test_g], gsm.feats[test_g])
+        w, s = mmlu.weak[test_m], mmlu.strong[test_m]
+        fold: dict[str, Any] = {"subjects": len(set(mmlu.groups[test_m].tolist()))}
+        fold.update(rows=len(test_m), gap=round(float(s.mean() - w.mean()), 4))
         # PGR is meaningless when the strong model is barely (or not) better on the fold.
-        if gap >= MIN_FOLD_GAP:
-            fold_metrics.update(metrics(oof_m[test], w, s))
-        per_fold.append(fold_metrics)
-    splitter = KFold(args.folds, shuffle=True, random_state=args.seed)
-    for train, test in splitter.split(gsm.emb):
-        p = fit(
-            np.vstack([mmlu.emb, gsm.emb[train]]),
-            np.vstack([mmlu.feats, gsm.feats[train]]),
-            np.r_[mmlu.weak, gsm.weak[train]],
-            np.r_[mmlu.strong, gsm.strong[train]],
-            args.C,
-            args.length_weight,
-        )
-        oof_g[test] = routing_score(p, gsm.emb[test], gsm.feats[test])
+        if fold["gap"] >= MIN_FOLD_GAP:
+            fold.update(summary(oof_m[test_m], w, s))
+        per_fold.append(fold)
     return oof_m, oof_g, per_fold
 
 
@@ -281,83 +251,51 @@ def calibrate(scores: F64, weak: F64, strong: F64) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
-def measure_latency(path: Path, prompts: list[str], n: int) -> dict[str, float]:
-    from optiroute_mw.embedding import Embedder
-
-    router = LearnedRouter.load(str(path))
-    embedder = Embedder.from_env()
-    embedder.embed_one("warm up")
-    sample = prompts[:n]
-    embed_ms, model_ms = [], []
-    for text in sample:
-        t0 = time.perf_counter()
-        vec = embedder.embed_one(text)
-        t1 = time.perf_counter()
-        router.predict_weak_ok(vec, text)
-        t2 = time.perf_counter()
-        embed_ms.append((t1 - t0) * 1e3)
-        model_ms.append((t2 - t1) * 1e3)
-    total = np.add(embed_ms, model_ms)
-    return {
-        "prompts": len(sample),
-        "embed_ms_median": round(float(np.median(embed_ms)), 3),
-        "model_ms_median": round(float(np.median(model_ms)), 4),
-        "total_ms_median": round(float(np.median(total)), 3),
-        "total_ms_p90": round(float(np.percentile(total, 90)), 3),
-    }
+def rules_scores(prompts: list[str]) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """The rule classifier's score, negated (higher = easier), and its complex tier."""
+    classifier = RuleClassifier()
+    scores, complex_tier = [], []
+    for text in prompts:
+        body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": text}]})
+        decision = classifier.classify(parse_request("chat", body.encode()))
+        scores.append(-decision.score)
+        complex_tier.append(decision.tier == "complex")
+    return np.array(scores), np.array(complex_tier)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/routellm_evals"))
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/optiroute_router_cache"))
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--C", type=float, default=0.001, help="inverse L2 strength")
-    ap.add_argument("--length-weight", type=float, default=1.0)
-    ap.add_argument("--random-repeats", type=int, default=50)
-    ap.add_argument("--latency-samples", type=int, default=0, help="time N prompts (0: skip)")
-    args = ap.parse_args(argv)
-
-    mmlu, gsm = load_bench(args.data_dir, args.cache_dir)
-    oof_m, oof_g, per_fold = cross_validate(mmlu, gsm, args)
+def report(mmlu: Bench, gsm: Bench, oof_m: F64, oof_g: F64, args: argparse.Namespace) -> None:
     for bench, oof in ((mmlu, oof_m), (gsm, oof_g)):
         w, s = bench.weak, bench.strong
+        base: dict[str, Any] = {"bench": bench.name, "rows": len(w)}
         split = "group_kfold_by_subject" if bench.name == "mmlu" else "kfold"
-        base = {"bench": bench.name, "rows": len(w), "weak_q": round(float(w.mean()), 4)}
-        base["strong_q"] = round(float(s.mean()), 4)
-        print(json.dumps({**base, "router": "learned", "split": split, **metrics(oof, w, s)}))
-        rng = np.random.default_rng(args.seed)
-        runs = [metrics(rng.random(len(w)), w, s) for _ in range(args.random_repeats)]
-        mean_random = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
-        print(json.dumps({**base, "router": "random", "repeats": len(runs), **mean_random}))
-        rules = -np.array([rules_hardness(t) for t in bench.prompts])
-        print(json.dumps({**base, "router": "rules", **metrics(rules, w, s)}))
+        rules, rules_complex = rules_scores(bench.prompts)
+        # as served: the rules' complex tier is a floor (those prompts go strong first)
+        served = oof - 1e3 * rules_complex
+        print(json.dumps({**base, "router": "learned", "split": split, **summary(served, w, s)}))
+        print(json.dumps({**base, "router": "learned_no_floor", **summary(oof, w, s)}))
+        # random routing, in expectation: one constant score (ties are averaged)
+        print(json.dumps({**base, "router": "random", **summary(np.zeros(len(w)), w, s)}))
+        print(json.dumps({**base, "router": "rules", **summary(rules, w, s)}))
         length = -bench.feats[:, LENGTH_FEATURE]
-        print(json.dumps({**base, "router": "length_only", **metrics(length, w, s)}))
-        print(json.dumps({**base, "router": "oracle", **metrics(w - s, w, s)}))
-    for i, fm in enumerate(per_fold):
-        print(json.dumps({"bench": "mmlu", "router": "learned", "fold": i, **fm}))
+        print(json.dumps({**base, "router": "length_only", **summary(length, w, s)}))
+        print(json.dumps({**base, "router": "oracle", **summary(w - s, w, s)}))
 
-    slope, intercept = calibrate(
-        np.r_[oof_m, oof_g], np.r_[mmlu.weak, gsm.weak], np.r_[mmlu.strong, gsm.strong]
-    )
-    emb = np.vstack([mmlu.emb, gsm.emb])
-    feats = np.vstack([mmlu.feats, gsm.feats])
-    final = fit(
-        emb,
-        feats,
-        np.r_[mmlu.weak, gsm.weak],
-        np.r_[mmlu.strong, gsm.strong],
-        args.C,
-        args.length_weight,
-    )
-    z = slope * routing_score(final, emb, feats) + intercept
-    prob = 1.0 / (1.0 + np.exp(-z))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+def save(
+    path: Path, mmlu: Bench, gsm: Bench, oof: tuple[F64, F64], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Fit on ``mmlu`` + ``gsm`` and save; the calibration and curves come from ``oof``."""
+    weak, strong = np.r_[mmlu.weak, gsm.weak], np.r_[mmlu.strong, gsm.strong]
+    oof_all = np.r_[oof[0], oof[1]]
+    slope, intercept = calibrate(oof_all, weak, strong)
+    _, quality = routed_quality_curve(oof_all, weak, strong, CURVE_POINTS)
+    everything = [(mmlu, np.arange(len(mmlu.weak))), (gsm, np.arange(len(gsm.weak)))]
+    final = fit_on(everything, args)
+    emb, feats = np.vstack([mmlu.emb, gsm.emb]), np.vstack([mmlu.feats, gsm.feats])
+    prob = 1.0 / (1.0 + np.exp(-(slope * routing_score(final, emb, feats) + intercept)))
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        args.out,
+        path,
         format_version=np.int64(FORMAT_VERSION),
         dim=np.int64(emb.shape[1]),
         feature_names=np.array(FEATURE_NAMES),
@@ -371,38 +309,79 @@ def main(argv: list[str] | None = None) -> int:
         calib_slope=slope,
         calib_intercept=intercept,
         quantiles=np.quantile(prob, np.linspace(0, 1, QUANTILE_LEVELS)),
+        quality_curve=quality / quality[-1],
+        embed_chars=np.int64(args.embed_chars),
         trained_on=np.array("routellm_evals mmlu+gsm8k (contaminated rows dropped)"),
         c=args.C,
         seed=np.int64(args.seed),
     )
     # The packaged inference path must reproduce the vectorised training scores.
-    router = LearnedRouter.load(str(args.out))
-    probe = [0, len(mmlu.weak) // 2, len(mmlu.weak) + 1]
+    router = LearnedRouter.load(str(path))
     texts = mmlu.prompts + gsm.prompts
+    probe = [0, len(mmlu.weak) // 2, len(mmlu.weak) + 1]
     got = np.array([router.predict_weak_ok(emb[i], texts[i]) for i in probe])
     if not np.allclose(got, prob[probe], atol=1e-9):
         raise SystemExit(f"inference mismatch: {got} vs {prob[probe]}")
-    print(
-        json.dumps(
-            {
-                "saved": str(args.out),
-                "bytes": args.out.stat().st_size,
-                "calib_slope": round(slope, 4),
-                "calib_intercept": round(intercept, 4),
-                "train_rows": len(texts),
-            }
-        )
+    return {"saved": str(path), "bytes": path.stat().st_size, "train_rows": len(texts)}
+
+
+def export_fold(mmlu: Bench, gsm: Bench, args: argparse.Namespace) -> None:
+    """Weights trained without fold K, and fold K's rows as CSV, for the eval command."""
+    test_m, test_g = folds(mmlu, gsm, args)[args.export_fold]
+    train_m = np.setdiff1d(np.arange(len(mmlu.weak)), test_m)
+    train_g = np.setdiff1d(np.arange(len(gsm.weak)), test_g)
+    sub_m, sub_g = subset(mmlu, train_m), subset(gsm, train_g)
+    oof_m, oof_g, _ = cross_validate(sub_m, sub_g, args)
+    out = args.export_dir
+    info = save(out / f"weights_fold{args.export_fold}.npz", sub_m, sub_g, (oof_m, oof_g), args)
+    for bench, test in ((mmlu, test_m), (gsm, test_g)):
+        target = out / f"{bench.name}_heldout_fold{args.export_fold}.csv"
+        with target.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(bench.rows[0]))
+            writer.writeheader()
+            writer.writerows(bench.rows[i] for i in test)
+        info[f"{bench.name}_heldout"] = str(target)
+    info["heldout_subjects"] = sorted(set(mmlu.groups[test_m].tolist()))
+    print(json.dumps({"export_fold": args.export_fold, **info}))
+
+
+def subset(bench: Bench, idx: npt.NDArray[np.intp]) -> Bench:
+    return replace(
+        bench,
+        rows=[bench.rows[i] for i in idx],
+        prompts=[bench.prompts[i] for i in idx],
+        weak=bench.weak[idx],
+        strong=bench.strong[idx],
+        groups=bench.groups[idx],
+        emb=bench.emb[idx],
+        feats=bench.feats[idx],
     )
-    if args.latency_samples:
-        for bench in (mmlu, gsm):
-            rng = np.random.default_rng(args.seed)
-            idx = rng.choice(len(bench.prompts), size=min(args.latency_samples, len(bench.prompts)))
-            sample = [bench.prompts[i] for i in idx]
-            print(
-                json.dumps(
-                    {"latency": bench.name, **measure_latency(args.out, sample, len(sample))}
-                )
-            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/routellm_evals"))
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/optiroute_router_cache"))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--C", type=float, default=0.001, help="inverse L2 strength")
+    ap.add_argument("--length-weight", type=float, default=1.0)
+    ap.add_argument("--embed-chars", type=int, default=DEFAULT_EMBED_CHARS)
+    ap.add_argument("--export-fold", type=int, help="also export fold K for the eval command")
+    ap.add_argument("--export-dir", type=Path, default=Path("/tmp/optiroute_router_folds"))
+    ap.add_argument("--no-save", action="store_true", help="print the figures only")
+    args = ap.parse_args(argv)
+
+    mmlu, gsm = load_bench(args.data_dir, args.cache_dir, args.embed_chars)
+    oof_m, oof_g, per_fold = cross_validate(mmlu, gsm, args)
+    report(mmlu, gsm, oof_m, oof_g, args)
+    for i, fold in enumerate(per_fold):
+        print(json.dumps({"bench": "mmlu", "router": "learned", "fold": i, **fold}))
+    if not args.no_save:
+        print(json.dumps(save(args.out, mmlu, gsm, (oof_m, oof_g), args)))
+    if args.export_fold is not None:
+        export_fold(mmlu, gsm, args)
     return 0
 
 

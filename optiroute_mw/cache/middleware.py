@@ -1,9 +1,12 @@
 """Cache: answer repeated requests at once; on a miss, tee the answer and keep it.
 
-A hit is served as JSON or as a replayed SSE stream, whichever the caller asked
-for, however it was stored.  An answer is stored only when it completed well
-(status 200, every choice finished, a stream ended with ``[DONE]``).  The store
-failing is a miss, logged and counted, never an error.
+Two layers: the exact key (:mod:`.keys`) first, then, when one is configured, the
+semantic layer (:mod:`.semantic`: same partition, similar last user message, guard
+passed).  A hit is served as JSON or as a replayed SSE stream, whichever the caller
+asked for, however it was stored.  An answer is stored only when it completed well
+(status 200, every choice finished, a stream ended with ``[DONE]``).  A store or model
+failing is a miss, logged and counted, never an error.  ``x-optiroute-cache``
+``bypass`` skips both layers, ``refresh`` skips both lookups and stores the new answer.
 """
 
 from __future__ import annotations
@@ -11,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import send_json
 from ..exchange import Exchange, ensure_exchange, header
 from ..observe.metrics import Metrics
-from ..sse import EventSplitter
 from .keys import exact_key
-from .replay import CacheEntry, StreamAssembler, as_sse, completion_complete
-from .store import CacheStore, MemoryStore
+from .replay import CacheEntry, as_sse, completion_complete
+from .store import CacheStore, MemoryStore, StoreUnavailable
+from .tee import CacheTee, Shared
+
+if TYPE_CHECKING:  # numpy and usearch are optional: imported only with the semantic layer
+    from .semantic import Probe, SemanticCache
 
 logger = structlog.get_logger(__name__)
 SSE_HEADERS = [
@@ -45,8 +51,10 @@ class CacheMiddleware:
         max_entry_bytes: int = 1024 * 1024,
         baseline_price: BaselinePrice | None = None,
         metrics: Metrics | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.app = app
+        self.semantic = semantic
         self.store = store if store is not None else MemoryStore()  # an empty store is falsy
         self.ttl_s = ttl_s
         self.max_entry_bytes = max_entry_bytes
@@ -64,11 +72,23 @@ class CacheMiddleware:
             await self.app(scope, receive, send)
             return
         key = exact_key(exchange.tenant, exchange.kind, exchange.raw())
+        semantic = self.semantic if self.semantic is not None and self.semantic.active else None
+        probe = semantic.probe(exchange.tenant, exchange.kind, exchange.raw()) if semantic else None
+        if probe is not None:
+            _reuse_vector(exchange, probe)
         if exchange.cache_control == "use":
             entry = await self._lookup(key)
             if entry is not None:
                 await self._serve(exchange, entry, send)
                 return
+            if semantic is not None and probe is not None:
+                hit = await self._lookup_semantic(semantic, probe)
+                _share_vector(exchange, probe)
+                if hit is not None:
+                    entry, similarity = hit
+                    exchange.response_headers["x-optiroute-cache-similarity"] = f"{similarity:.4f}"
+                    await self._serve(exchange, entry, send, "hit-semantic")
+                    return
         exchange.cache_status = "miss" if exchange.cache_control == "use" else "refresh"
         # single-flight: identical requests in flight at once make one backend call
         leader = self.flights.get(key)
@@ -89,7 +109,9 @@ class CacheMiddleware:
                     completion, exchange.model.name, exchange.model.backend, time.time()
                 )
                 shared = Shared(entry=entry)
-                await self._store(key, entry, self._ttl(scope))
+                ttl_s = self._ttl(scope)
+                if await self._store(key, entry, ttl_s) and semantic and probe:
+                    await self._remember(semantic, probe, key, ttl_s)
             else:
                 shared = tee.error()
                 if self.metrics:
@@ -111,7 +133,8 @@ class CacheMiddleware:
             raw = await self.store.get(key)
             entry = _entry_decoder.decode(raw) if raw is not None else None
         except Exception as exc:  # a side system: fail open
-            logger.warning("cache_lookup_failed", error=type(exc).__name__)
+            if not isinstance(exc, StoreUnavailable):  # the store logs its own outages
+                logger.warning("cache_lookup_failed", error=type(exc).__name__)
             if self.metrics:
                 self.metrics.side_errors.labels("cache").inc()
             return None
@@ -119,16 +142,52 @@ class CacheMiddleware:
             self.metrics.cache_events.labels("exact", "hit" if entry else "miss").inc()
         return entry
 
-    async def _store(self, key: str, entry: CacheEntry, ttl_s: float) -> None:
+    async def _store(self, key: str, entry: CacheEntry, ttl_s: float) -> bool:
         try:
             await self.store.set(key, _entry_encoder.encode(entry), ttl_s)
         except Exception as exc:
-            logger.warning("cache_store_failed", error=type(exc).__name__)
+            if not isinstance(exc, StoreUnavailable):
+                logger.warning("cache_store_failed", error=type(exc).__name__)
             if self.metrics:
                 self.metrics.side_errors.labels("cache").inc()
-            return
+            return False
         if self.metrics:
             self.metrics.cache_events.labels("exact", "stored").inc()
+        return True
+
+    async def _lookup_semantic(
+        self, semantic: SemanticCache, probe: Probe
+    ) -> tuple[CacheEntry, float] | None:
+        try:
+            hit = await semantic.lookup(probe)
+            entry = _entry_decoder.decode(hit.entry) if hit is not None else None
+        except Exception as exc:  # the model or the store failing is a miss
+            if not isinstance(exc, StoreUnavailable):
+                logger.warning("semantic_lookup_failed", error=type(exc).__name__)
+            if self.metrics:
+                self.metrics.side_errors.labels("semantic").inc()
+            return None
+        if self.metrics:
+            self.metrics.cache_events.labels("semantic", "hit" if entry else "miss").inc()
+        if hit is None or entry is None:
+            return None
+        if self.metrics:
+            self.metrics.cache_similarity.observe(hit.similarity)
+        return entry, hit.similarity
+
+    async def _remember(
+        self, semantic: SemanticCache, probe: Probe, key: str, ttl_s: float
+    ) -> None:
+        try:
+            await semantic.remember(probe, key, ttl_s)
+        except Exception as exc:
+            if not isinstance(exc, StoreUnavailable):
+                logger.warning("semantic_store_failed", error=type(exc).__name__)
+            if self.metrics:
+                self.metrics.side_errors.labels("semantic").inc()
+            return
+        if self.metrics:
+            self.metrics.cache_events.labels("semantic", "stored").inc()
 
     async def _serve_shared(self, exchange: Exchange, shared: Shared, send: Send) -> None:
         if self.metrics:
@@ -158,6 +217,9 @@ class CacheMiddleware:
             exchange.baseline_price = self.baseline_price(exchange.requested_model)
         if usage is not None:
             exchange.account(usage.prompt_tokens, usage.completion_tokens)  # no model: cost 0
+            if self.metrics and exchange.baseline_cost_usd:
+                layer = status.removeprefix("hit-")
+                self.metrics.cache_saved.labels(layer).inc(exchange.baseline_cost_usd)
         if not exchange.stream:
             await send_json(send, 200, entry.completion)
             return
@@ -166,62 +228,13 @@ class CacheMiddleware:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-@dataclass(slots=True)
-class Shared:
-    """What a single-flight leader got: a good answer, or the error to hand on."""
-
-    entry: CacheEntry | None = None
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
+def _reuse_vector(exchange: Exchange, probe: Probe) -> None:
+    """Take the request's embedding from the Exchange when a stage already made it."""
+    if exchange.embedding is not None and exchange.embedding_text == probe.text:
+        probe.vector = exchange.embedding
 
 
-class CacheTee:
-    """Passes the answer through untouched while keeping a copy of a good one."""
-
-    def __init__(self, send: Send, stream: bool, limit: int) -> None:
-        self.wrapped_send = send
-        self.limit = limit
-        self.status = 0
-        self.size = 0
-        self.parts: list[bytes] = []
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.assembler = StreamAssembler() if stream else None
-        self.splitter = EventSplitter() if stream else None
-        self.ended = False
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = list(message.get("headers", ()))
-        elif message["type"] == "http.response.body" and self.status >= 400:
-            self.parts.append(message.get("body", b""))
-            self.ended = not message.get("more_body", False)
-        elif message["type"] == "http.response.body" and self.status == 200:
-            body = message.get("body", b"")
-            self.size += len(body)
-            if self.size <= self.limit:
-                if self.splitter is not None and self.assembler is not None:
-                    for event in self.splitter.feed(body):
-                        self.assembler.feed(event)
-                else:
-                    self.parts.append(body)
-            self.ended = not message.get("more_body", False)
-        await self.wrapped_send(message)
-
-    def error(self) -> Shared | None:
-        """An error answer whole, to give waiters the same error."""
-        if self.status < 400 or not self.ended:
-            return None
-        return Shared(status=self.status, headers=self.headers, body=b"".join(self.parts))
-
-    def result(self) -> bytes | None:
-        """The answer as chat.completion JSON, or None if it must not be stored."""
-        if self.status != 200 or not self.ended or self.size > self.limit:
-            return None
-        if self.assembler is not None:
-            if not self.assembler.complete:
-                return None
-            return msgspec.json.encode(self.assembler.completion())
-        body = b"".join(self.parts)
-        return body if completion_complete(body) is not None else None
+def _share_vector(exchange: Exchange, probe: Probe) -> None:
+    """Leave the embedding on the Exchange for the later stages (the learned router)."""
+    if probe.vector is not None and exchange.embedding is None:
+        exchange.embedding, exchange.embedding_text = probe.vector, probe.text

@@ -131,6 +131,10 @@ class SemanticIndex:
         with self._lock:
             return entry_id in self._by_id
 
+    def entry_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._by_id)
+
     @property
     def partitions(self) -> list[str]:
         with self._lock:

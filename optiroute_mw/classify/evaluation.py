@@ -1,4 +1,4 @@
-"""Cost/quality metrics for a two-model router (the RouteLLM definitions).
+"""Cost/quality metrics for a two-model router.
 
 A router gives every prompt a score: the predicted probability that the weak model's
 answer is good enough.  Sending a fraction ``f`` of the prompts to the strong model means
@@ -9,12 +9,17 @@ e.g. correct/incorrect or a judge score):
 * routed quality ``Q(f)`` = mean over prompts of ``strong[i]`` if prompt ``i`` is routed
   to the strong model, else ``weak[i]``.  ``Q(0)`` is the weak model's mean quality
   ``q_w`` and ``Q(1)`` the strong model's ``q_s``.
+* ``strong_fraction_at_95`` = the smallest fraction of strong calls at which the routed
+  quality reaches 95% of the all-strong quality, ``Q(f) >= 0.95 * q_s``
+  (:func:`strong_fraction_to_reach`).  This is the figure the router is tuned for.
 * performance gap recovered ``PGR(f) = (Q(f) - q_w) / (q_s - q_w)``.
-* call-performance threshold ``CPT(x)`` = the smallest fraction of strong calls with
-  ``PGR(f) >= x`` (:func:`strong_fraction_at`); RouteLLM reports it for x = 50% / 80%.
+* ``cpt_pgr_95``: RouteLLM's call-performance threshold CPT(95%) = the smallest fraction
+  of strong calls with ``PGR(f) >= 0.95`` (:func:`strong_fraction_at`): 95% of the *gap*
+  recovered, a much stricter target whenever the weak model is already close.
 * ``APGR`` = the area under ``PGR(f)`` for ``f`` in ``[0, 1]`` (trapezoid rule over
-  evenly spaced fractions, :func:`apgr`).  A random router has ``PGR(f) = f`` in
-  expectation, so ``APGR = 0.5`` and ``CPT(x) = x``.
+  evenly spaced fractions, :func:`apgr`), RouteLLM's average performance gap recovered.
+  A random router has ``PGR(f) = f`` in expectation, so ``APGR = 0.5`` and
+  ``CPT(x) = x``.
 
 Ties: prompts with equal scores are ordered at random by a real router, so the quality
 within a run of tied scores is the expectation over that random order (each tied prompt
@@ -170,3 +175,43 @@ def apgr(
     """
     fractions, pgr = pgr_curve(scores, weak, strong, points)
     return float(np.trapezoid(pgr, fractions))
+
+
+def strong_fraction_to_reach(
+    share_of_strong: float, scores: ArrayLike, weak: ArrayLike, strong: ArrayLike
+) -> float:
+    """The smallest ``k / n`` with ``Q(k / n) >= share_of_strong * q_s``.
+
+    ``strong_fraction_to_reach(0.95, ...)`` is ``strong_fraction_at_95``: the least share
+    of strong calls at which the routed quality reaches 95% of the all-strong quality.
+    It is 0 when the weak model alone gets there.
+    """
+    _, _, g = _outcomes(scores, weak, strong)
+    return strong_fraction_for_quality(share_of_strong * float(g.mean()), scores, weak, strong)
+
+
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else round(value, 4)
+
+
+def summary(scores: ArrayLike, weak: ArrayLike, strong: ArrayLike) -> dict[str, float | None]:
+    """The headline figures of a routing run (rounded to 4 places; None when undefined).
+
+    ``strong_fraction_at_95`` (95% of the all-strong quality), ``cpt_pgr_95`` and
+    ``cpt_pgr_80`` (RouteLLM's CPT on the performance gap) and ``apgr``.  The PGR-based
+    figures are None when the strong model is not better on average than the weak one.
+    """
+    s, w, g = _outcomes(scores, weak, strong)
+    result: dict[str, float | None] = {
+        "weak_quality": round(float(w.mean()), 4),
+        "strong_quality": round(float(g.mean()), 4),
+        "strong_fraction_at_95": _defined(strong_fraction_to_reach(0.95, s, w, g)),
+        "cpt_pgr_95": None,
+        "cpt_pgr_80": None,
+        "apgr": None,
+    }
+    if float(g.mean()) - float(w.mean()) > 1e-12:
+        result["cpt_pgr_95"] = _defined(strong_fraction_at(0.95, s, w, g))
+        result["cpt_pgr_80"] = _defined(strong_fraction_at(0.80, s, w, g))
+        result["apgr"] = round(apgr(s, w, g), 4)
+    return result

@@ -14,7 +14,10 @@ models get wrong, calling the strong model buys nothing.
 
 Everything needed at inference is in the ``.npz`` beside this module (see
 ``tools/train_router.py``, which rebuilds it).  Inference is pure numpy: one 3x398
-matrix-vector product and a handful of regular expressions.
+matrix-vector product and a handful of regular expressions.  The embedding sees at most
+the first ``embed_chars`` characters of the prompt (:meth:`LearnedRouter.embedding_text`,
+cut at a word boundary), in training as in serving: the encoder's cost grows with every
+token, and the routing figures did not move when prompts were cut at 256 characters.
 """
 
 from __future__ import annotations
@@ -57,6 +60,17 @@ FEATURE_NAMES: Final = (
     "percent_or_money",
 )
 LENGTH_FEATURE: Final = 0  # index of log_chars, the feature blended into the score
+DEFAULT_EMBED_CHARS: Final = 256
+MAX_FEATURE_CHARS: Final = 16_384  # the surface features of a longer paste saturate anyway
+
+
+def cut_text(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, ending at a word boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return head[:space] if space > limit // 2 else head
 
 
 def text_features(text: str) -> npt.NDArray[np.float64]:
@@ -120,6 +134,8 @@ class LearnedRouter:
         calib_intercept: float,
         quantiles: npt.NDArray[np.float64],
         dim: int,
+        embed_chars: int = DEFAULT_EMBED_CHARS,
+        quality_curve: npt.NDArray[np.float64] | None = None,
     ) -> None:
         n_features = len(FEATURE_NAMES)
         if coef.shape != (3, dim + n_features) or intercept.shape != (3,):
@@ -140,6 +156,9 @@ class LearnedRouter:
         self._calib_slope = calib_slope
         self._calib_intercept = calib_intercept
         self._quantiles = np.maximum.accumulate(quantiles)
+        self.embed_chars = embed_chars
+        # routed quality / all-strong quality at evenly spaced strong shares (out of sample)
+        self._quality_curve = quality_curve
 
     @classmethod
     def load(cls, path: str | None = None) -> LearnedRouter:
@@ -163,6 +182,10 @@ class LearnedRouter:
                 calib_intercept=float(data["calib_intercept"]),
                 quantiles=np.asarray(data["quantiles"], dtype=np.float64),
                 dim=int(data["dim"]),
+                embed_chars=int(data["embed_chars"]) if "embed_chars" in data else 0,
+                quality_curve=np.asarray(data["quality_curve"], dtype=np.float64)
+                if "quality_curve" in data
+                else None,
             )
 
     def routing_score(self, vector: npt.NDArray[np.floating], text: str) -> float:
@@ -170,7 +193,7 @@ class LearnedRouter:
         v = np.asarray(vector, dtype=np.float64).reshape(-1)
         if v.size != self.dim:
             raise ValueError(f"expected a {self.dim}-d embedding, got {v.size}")
-        feats = text_features(text)
+        feats = text_features(text[:MAX_FEATURE_CHARS])
         logits = self._coef_vec @ v + self._coef_text @ feats + self._intercept
         logits -= logits.max()
         p = np.exp(logits)
@@ -204,3 +227,19 @@ class LearnedRouter:
             return math.nextafter(1.0, math.inf)  # everything scores below this
         levels = np.linspace(0.0, 1.0, self._quantiles.size)
         return float(np.interp(share, levels, self._quantiles))
+
+    def embedding_text(self, text: str) -> str:
+        """What to embed for ``text``: its head, as in training (0: the whole text)."""
+        return cut_text(text, self.embed_chars) if self.embed_chars > 0 else text
+
+    def share_for_quality(self, target: float) -> float | None:
+        """The least strong share whose routed quality reached ``target`` x all-strong.
+
+        Read off the out-of-sample curve stored with the weights (the training mix of
+        MMLU and GSM8K); None when the weights carry no curve.
+        """
+        curve = self._quality_curve
+        if curve is None or curve.size < 2:
+            return None
+        hits = np.flatnonzero(curve >= target - 1e-12)
+        return 1.0 if hits.size == 0 else float(hits[0]) / (curve.size - 1)

@@ -33,7 +33,7 @@ from ..observe.metrics import Metrics
 from ..registry import AUTO
 from ..settings import Settings, SettingsError
 from ..wire import RequestError
-from .budgets import HARD, SOFT, BudgetBook, month_of, month_start
+from .budgets import HARD, SOFT, BudgetBook, RedisSpend, month_of, month_start
 from .keys import KeyStore
 from .limits import RateLimiter
 from .tenants import ANONYMOUS, Tenant, TenantResolver
@@ -112,7 +112,11 @@ class Access:
                 metrics=metrics,
             )
         self.limiter = limiter
-        self.budgets = BudgetBook()
+        # with Redis, replicas share the month's spend (synced off the request path)
+        self.budgets = BudgetBook(
+            shared=RedisSpend(settings.redis_url) if settings.redis_url else None,
+            on_error=self._budget_sync_failed,
+        )
         if ledger is None and settings.ledger:
             ledger = Ledger(
                 settings.data_file(settings.ledger_path, "ledger.db"),
@@ -141,6 +145,7 @@ class Access:
         if self.ledger is not None:
             await self.ledger.stop()
         await self.limiter.aclose()
+        await self.budgets.aclose()  # pushes the last spend
         self.keys.close()
 
     @property
@@ -152,6 +157,10 @@ class Access:
         if self.master_digest is None or presented is None:
             return False
         return hmac.compare_digest(digest(presented), self.master_digest)
+
+    def _budget_sync_failed(self, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.side_errors.labels("budget").inc()
 
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import send_error
 from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header
+from ..observe.logging import prompt_fields
 from ..observe.metrics import Metrics
 from ..settings import Settings
 from ..wire import RequestError
@@ -148,6 +149,8 @@ class IngressResponder:
             now = time.perf_counter()
             exchange.first_byte_at = now
             exchange.status = message["status"]
+            if self.middleware.metrics is not None:
+                self.middleware.metrics.response_started(exchange)
             headers = list(message.get("headers", ()))
             headers.append((b"x-request-id", exchange.request_id.encode()))
             for name, value in exchange.response_headers.items():
@@ -196,4 +199,5 @@ class IngressResponder:
             usage_estimated=exchange.usage_estimated,
             cost_usd=round(exchange.cost_usd, 8),
             baseline_cost_usd=round(exchange.baseline_cost_usd, 8),
+            **prompt_fields(exchange, self.middleware.settings),
         )

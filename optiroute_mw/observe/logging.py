@@ -1,7 +1,12 @@
 """structlog set-up: JSON lines in production, console rendering on a TTY.
 
-Standard-library logging (uvicorn, httpx, …) is routed through the same
-processors.  A redaction processor masks anything that looks like a secret.
+structlog's own events (the one line per request among them) are rendered and
+written straight to the stream, without a detour through a stdlib LogRecord;
+standard-library logging (uvicorn, httpx, …) is routed through the same
+processors by a ``ProcessorFormatter``, so both come out alike.  A redaction
+processor masks anything that looks like a secret, in keys, values, nested
+mappings and formatted tracebacks.  Prompt text is never logged unless
+``OPTIROUTE_LOG_PROMPTS`` asks for it, and then only an excerpt.
 """
 
 from __future__ import annotations
@@ -9,50 +14,135 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
 
+import msgspec
 import structlog
 
-SECRET_KEYS = re.compile(r"(authorization|api[-_]?key|secret|token|password)$", re.I)
-SECRET_VALUES = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9_\-.=]{8,})")
+from ..exchange import Exchange
+from ..settings import Settings
+
+SECRET_KEYS = re.compile(
+    r"(authorization|api[-_]?key|secret|token|password|passwd|cookie|credential)s?$", re.I
+)
+SECRET_VALUES = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}"  # OpenAI, Anthropic (sk-ant-), our own keys (sk-or-)
+    r"|(?:Bearer|Basic)\s+[A-Za-z0-9_\-.=+/]{8,}"
+    r"|hf_[A-Za-z0-9]{16,}"  # Hugging Face
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub
+    r"|AIza[0-9A-Za-z_\-]{30,}"  # Google
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,})"  # Slack
+)
 # usage counters are called tokens but are not secrets
-NOT_SECRET = frozenset({"prompt_tokens", "completion_tokens", "total_tokens", "max_tokens"})
+NOT_SECRET = frozenset(
+    {
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "max_tokens",
+        "input_tokens",
+        "output_tokens",
+        "tokens",
+    }
+)
+MASK = "[redacted]"
+PROMPT_LOG_CHARS = 500
+NO_FIELDS: Mapping[str, Any] = {}
+_secret_key_cache: dict[str, bool] = {}
+
+
+def _is_secret_key(key: str) -> bool:
+    known = _secret_key_cache.get(key)
+    if known is None:
+        known = key not in NOT_SECRET and SECRET_KEYS.search(key) is not None
+        if len(_secret_key_cache) < 4096:  # field names are few; never grow without bound
+            _secret_key_cache[key] = known
+    return known
+
+
+def _clean(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return SECRET_VALUES.sub(MASK, value) if SECRET_VALUES.search(value) else value
+    if depth > 3:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(k, str) and _is_secret_key(k) else _clean(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, depth + 1) for v in value]
+    return value
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in list(event.items()):
-        if key not in NOT_SECRET and SECRET_KEYS.search(key):
-            event[key] = "[redacted]"
-        elif isinstance(value, str) and SECRET_VALUES.search(value):
-            event[key] = SECRET_VALUES.sub("[redacted]", value)
+    """Mask secret-named fields and secret-looking text anywhere in the event."""
+    for key, value in event.items():
+        if _is_secret_key(key):
+            event[key] = MASK
+        elif isinstance(value, str):
+            if SECRET_VALUES.search(value):
+                event[key] = SECRET_VALUES.sub(MASK, value)
+        elif isinstance(value, (Mapping, list, tuple)):
+            event[key] = _clean(value, 1)
     return event
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog and stdlib logging once, at process start (the CLI calls it)."""
-    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+def prompt_fields(exchange: Exchange, settings: Settings) -> Mapping[str, Any]:
+    """The request line's prompt excerpt, only when ``OPTIROUTE_LOG_PROMPTS`` is on.
+
+    The last user turn (the prompt of a completion), cut to
+    ``OPTIROUTE_LOG_PROMPTS_CHARS``; the redaction processor still masks any secret
+    in it.  Off, it adds nothing (and allocates nothing) to the line.
+    """
+    if not settings.log_prompts:
+        return NO_FIELDS
+    limit = getattr(settings, "log_prompts_chars", PROMPT_LOG_CHARS)
+    text = exchange.request.last_user_text()
+    if len(text) <= limit:
+        return {"prompt": text}
+    return {"prompt": text[:limit] + "…", "prompt_chars": len(text)}
+
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
+def render_json(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
+    """One JSON object per line (msgspec: several times quicker than ``json.dumps``)."""
+    return _encoder.encode(event).decode()
+
+
+def configure(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *, cache: bool = True
+) -> None:
+    """Configure structlog and stdlib logging once, at process start (the CLI calls it).
+
+    ``cache=False`` keeps loggers from binding to this set-up for good (for tests
+    that configure and then restore the defaults).
+    """
+    out = stream or sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # tracebacks become text before redaction, so a secret in one is masked too
+        structlog.processors.format_exc_info,
         redact,
     ]
-    if not console:  # the console renderer prints tracebacks itself
-        shared.append(structlog.processors.format_exc_info)
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
-    )
+    renderer: Any = structlog.dev.ConsoleRenderer() if console else render_json
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, renderer],
+        logger_factory=structlog.WriteLoggerFactory(out),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
