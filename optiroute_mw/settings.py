@@ -154,6 +154,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         settings.check()
         return settings
 
+    SECRET_FIELDS = frozenset({"master_key"})
+
+    def __repr__(self) -> str:
+        # settings may end up in a log or a traceback: never with a secret in them
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            hidden = name in self.SECRET_FIELDS and value
+            parts.append(f"{name}={'[redacted]' if hidden else repr(value)}")
+        return f"Settings({', '.join(parts)})"
+
     def check(self) -> None:
         for route in self.routes:
             if not route.startswith("/"):

@@ -465,3 +465,10 @@ def test_usage_counters_are_not_redacted() -> None:
         "status": 200,
         "short": "sk-abc",
     }
+
+
+def test_settings_repr_hides_the_master_key() -> None:
+    settings = Settings.from_env({}, master_key="sk-master-very-secret")
+    assert "sk-master-very-secret" not in repr(settings)
+    assert "master_key='[redacted]'" not in repr(settings)  # shown unquoted, as a marker
+    assert "master_key=[redacted]" in repr(settings)
