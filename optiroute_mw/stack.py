@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Literal
 
+import anyio
 import msgspec
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -110,6 +111,10 @@ class Gateway:
                     hint="install the local model or set OPENAI_API_KEY or OPTIROUTE_CONFIG",
                 )
             await self.access.start()
+            # import and build what the first request would otherwise pay for: the
+            # outbound engine, and anyio's event-loop backend (the deadlines use it)
+            self.client.get()
+            anyio.current_time()
             await self.router.start()  # loads the embedding model in a worker thread
             self.semantic = build_semantic(
                 self.settings, self.store, metrics=self.metrics, embedder=self.router.embedder
