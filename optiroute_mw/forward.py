@@ -25,8 +25,9 @@ from .errors import BackendFailure, send_error, send_json
 from .exchange import Attempt, Exchange, ensure_exchange
 from .observe import tracing
 from .registry import BackendSpec, ModelSpec, Registry
-from .relay import StreamBroken, StreamRelay, error_event
+from .relay import StreamBroken, StreamRelay
 from .settings import Settings
+from .sse import error_event
 from .wire import read_usage
 
 SSE_HEADERS = [

@@ -23,7 +23,7 @@ from adapters.base import StreamTranslator
 from .errors import BackendFailure
 from .exchange import Continuation, Exchange
 from .sse import DONE, EventSplitter, data_event, event_data
-from .wire import ChatCompletionChunk, error_body
+from .wire import ChatCompletionChunk
 
 _chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
 _encoder = msgspec.json.Encoder()
@@ -201,6 +201,3 @@ class StreamRelay:
         if not self.usage_seen:
             self.exchange.account_estimate(sum(len(t) for t in self.text))
 
-
-def error_event(message: str, code: str = "stream_interrupted") -> bytes:
-    return data_event(error_body(message, "api_error", code)) + DONE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .wire import error_body
+
 DONE = b"data: [DONE]\n\n"
 
 
@@ -44,3 +46,8 @@ def event_data(event: bytes) -> bytes | None:
 
 def data_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
+
+
+def error_event(message: str, code: str = "stream_interrupted") -> bytes:
+    """The end of a stream that failed: an OpenAI-style error event, then [DONE]."""
+    return data_event(error_body(message, "api_error", code)) + DONE

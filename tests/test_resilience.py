@@ -321,3 +321,39 @@ def test_shutdown_drains_a_live_stream(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_fault_inside_the_stack_mid_stream_still_ends_the_stream(
+    make_settings: Callable[..., Settings], fake: FakeOpenAI
+) -> None:
+    from starlette.types import Receive, Scope, Send
+
+    from optiroute_mw.ingress.middleware import IngressMiddleware
+
+    async def breaks_midway(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b'data: {"choices": []}\n\n', "more_body": True}
+        )
+        raise RuntimeError("a bug of ours")
+
+    app = IngressMiddleware(breaks_midway, settings=make_settings())
+    with (
+        ServerThread(app, lifespan="off") as server,
+        httpx.stream(
+            "POST",
+            server.url + "/v1/chat/completions",
+            timeout=10,
+            json={"model": "small", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        ) as response,
+    ):
+        body = response.read().decode()
+    events = [e for e in body.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    assert '"error"' in events[-2]

@@ -28,8 +28,8 @@ from ..errors import send_error
 from ..exchange import Attempt, Exchange, ensure_exchange
 from ..observe.metrics import Metrics
 from ..registry import ModelSpec, Registry
-from ..relay import error_event
 from ..settings import Settings
+from ..sse import error_event
 from .circuit import Circuit, CircuitBoard
 
 # worth another candidate: the backend, not the request, was the problem

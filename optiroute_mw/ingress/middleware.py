@@ -21,6 +21,7 @@ from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header
 from ..observe.logging import prompt_fields
 from ..observe.metrics import Metrics
 from ..settings import Settings
+from ..sse import error_event
 from ..wire import RequestError
 from .access import Access, AccessDenied, Admitted
 from .controls import apply_controls, clean_request_id
@@ -58,6 +59,7 @@ class IngressResponder:
         self.started = time.perf_counter()
         self.exchange: Exchange | None = None
         self.response_started = False
+        self.body_complete = False
         self.finished = False
 
     async def run(self, receive: Receive) -> None:
@@ -114,6 +116,13 @@ class IngressResponder:
                         "The gateway failed to handle this request.",
                         "internal_error",
                     )
+                elif not self.body_complete:
+                    # a stream already under way: end it in a way clients understand
+                    exchange.status = 500
+                    body = error_event("The gateway failed while relaying this answer.")
+                    await self.send(
+                        {"type": "http.response.body", "body": body, "more_body": False}
+                    )
         finally:
             if metrics:
                 metrics.in_flight.dec()
@@ -164,6 +173,8 @@ class IngressResponder:
             overhead_ms = exchange.overhead_seconds(now) * 1000
             headers.append((b"x-optiroute-overhead-ms", f"{overhead_ms:.3f}".encode()))
             message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.body_complete = True
         await self.wrapped_send(message)
 
     def _finish(self) -> None:
