@@ -31,24 +31,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chaos import (
+from chaos_client import Outcome, Req, one_request, pct, plan, run_load
+from chaos_env import (
     ANSWERED,
     ERROR,
     LOST,
     PRIMARY,
     SECONDARY,
     FakeHost,
-    Outcome,
-    Req,
     Sidecar,
     log,
     mixed,
-    one_request,
-    pct,
-    plan,
     proc_cpu_s,
     proc_rss_mb,
-    run_load,
     sidecar_env_overrides,
 )
 
