@@ -72,23 +72,24 @@ class CacheMiddleware:
             await self.app(scope, receive, send)
             return
         key = exact_key(exchange.tenant, exchange.kind, exchange.raw())
-        semantic = self.semantic if self.semantic is not None and self.semantic.active else None
-        probe = semantic.probe(exchange.tenant, exchange.kind, exchange.raw()) if semantic else None
-        if probe is not None:
-            _reuse_vector(exchange, probe)
         if exchange.cache_control == "use":
             entry = await self._lookup(key)
             if entry is not None:
                 await self._serve(exchange, entry, send)
                 return
-            if semantic is not None and probe is not None:
-                hit = await self._lookup_semantic(semantic, probe)
-                _share_vector(exchange, probe)
-                if hit is not None:
-                    entry, similarity = hit
-                    exchange.response_headers["x-optiroute-cache-similarity"] = f"{similarity:.4f}"
-                    await self._serve(exchange, entry, send, "hit-semantic")
-                    return
+        # the semantic partition key is only worth computing once the exact layer missed
+        semantic = self.semantic if self.semantic is not None and self.semantic.active else None
+        probe = semantic.probe(exchange.tenant, exchange.kind, exchange.raw()) if semantic else None
+        if probe is not None:
+            _reuse_vector(exchange, probe)
+        if exchange.cache_control == "use" and semantic is not None and probe is not None:
+            hit = await self._lookup_semantic(semantic, probe)
+            _share_vector(exchange, probe)
+            if hit is not None:
+                entry, similarity = hit
+                exchange.response_headers["x-optiroute-cache-similarity"] = f"{similarity:.4f}"
+                await self._serve(exchange, entry, send, "hit-semantic")
+                return
         exchange.cache_status = "miss" if exchange.cache_control == "use" else "refresh"
         # single-flight: identical requests in flight at once make one backend call
         leader = self.flights.get(key)
