@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 with contextlib.suppress(ImportError):
@@ -115,3 +116,10 @@ def make_settings(
 def sidecar(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
     with ServerThread(create_app(make_settings())) as server:
         yield server
+
+
+@pytest.fixture
+def sdk(gateway: ServerThread) -> Iterator[openai.OpenAI]:
+    """The openai SDK against the module's own ``gateway`` fixture (the adapter tests)."""
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
+        yield client

@@ -82,11 +82,6 @@ def fake(anthropic_fake: FakeAnthropic, openai_fake: FakeOpenAI) -> FakeAnthropi
     return anthropic_fake
 
 
-@pytest.fixture
-def sdk(gateway: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
-        yield client
-
 
 def pinned(**extra: Any) -> dict[str, Any]:
     """Always the Anthropic model, never the cache: each test sees its own backend call."""

@@ -46,11 +46,6 @@ def fake(server: FakeAzure) -> FakeAzure:
     return server
 
 
-@pytest.fixture
-def sdk(gateway: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
-        yield client
-
 
 def pin(model: str) -> dict[str, str]:
     return {"x-optiroute-model": model, "x-optiroute-cache": "bypass"}

@@ -61,11 +61,6 @@ def fakes(servers: tuple[FakeProvider, FakeProvider]) -> tuple[FakeProvider, Fak
     return servers
 
 
-@pytest.fixture
-def sdk(gateway: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
-        yield client
-
 
 def test_forwarded_then_served_from_cache(sdk: openai.OpenAI, fakes: Any) -> None:
     one, _ = fakes

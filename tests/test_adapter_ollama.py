@@ -40,11 +40,6 @@ def fake(server: FakeOllama) -> FakeOllama:
     return server
 
 
-@pytest.fixture
-def sdk(gateway: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
-        yield client
-
 
 BYPASS = {"x-optiroute-cache": "bypass", "x-optiroute-model": "llama3.2"}
 
