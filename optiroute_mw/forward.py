@@ -9,18 +9,18 @@ OpenAI-style error, so the breaker around it can decide to try another backend.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
 from collections.abc import Mapping
 
 import anyio
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from adapters import Adapter, UnsupportedRequest, get_adapter
 
-from .client import OutboundClient
+from .client import OutboundClient, Timeouts, Upstream, UpstreamError
 from .errors import BackendFailure, send_error, send_json
 from .exchange import Attempt, Exchange, ensure_exchange
 from .observe import tracing
@@ -59,17 +59,14 @@ class Forwarder:
         self.settings = settings
         self.adapters: dict[str, Adapter] = {}
         self.headers: dict[str, dict[str, str]] = {}
-        self.timeouts: dict[str, httpx.Timeout] = {}
-        self._urls: dict[str, httpx.URL] = {}
+        self.timeouts: dict[str, Timeouts] = {}
         for name, backend in registry.backends.items():
             adapter = get_adapter(backend.adapter)
             self.adapters[name] = adapter
             self.headers[name] = adapter.static_headers(backend, env)
-            self.timeouts[name] = httpx.Timeout(
+            self.timeouts[name] = Timeouts(
                 connect=backend.connect_timeout_s or settings.connect_timeout_s,
                 read=backend.read_timeout_s or settings.read_timeout_s,
-                write=backend.read_timeout_s or settings.read_timeout_s,
-                pool=backend.connect_timeout_s or settings.connect_timeout_s,
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +113,7 @@ class Forwarder:
 
     async def _open(
         self, exchange: Exchange, model: ModelSpec, backend: BackendSpec, extra: dict[str, object]
-    ) -> httpx.Response:
+    ) -> Upstream:
         adapter = self.adapters[backend.name]
         body = exchange.body_for(model.upstream_name, extra or None)
         try:
@@ -125,37 +122,24 @@ class Forwarder:
             # this backend family cannot serve it (e.g. embeddings on Anthropic): the
             # breaker moves on to another candidate, and the caller sees a 400 if none can
             raise BackendFailure("http_404", 400, f"Backend '{backend.name}': {exc}.") from None
-        client = self.client.get()
-        url = self._urls.get(outbound.url)
-        if url is None:  # parsing a URL is a visible cost per call: once per URL
-            url = self._urls[outbound.url] = httpx.URL(outbound.url)
-        request = client.build_request(
-            outbound.method,
-            url,
-            headers={**outbound.headers, "x-request-id": exchange.request_id},
-            content=outbound.content,
-            timeout=self.timeouts[backend.name],
-        )
+        headers = {**outbound.headers, "x-request-id": exchange.request_id}
         if tracing.ACTIVE:  # OPTIROUTE_OTEL=on: traceparent for the backend's span
-            tracing.inject(request.headers)
+            tracing.inject(headers)
         started = time.perf_counter()
         try:
-            response = await client.send(request, stream=True)
-            if response.status_code >= 400:
+            timeouts = self.timeouts[backend.name]
+            response = await self.client.send(
+                outbound.method, outbound.url, headers, outbound.content, timeouts
+            )
+            if response.status >= 400:
                 await self._fail_from_status(response, backend, adapter)
-        except httpx.TimeoutException as exc:
-            # httpx-aiohttp reports a refused or reset connection as ConnectTimeout:
-            # only a real timeout underneath is one
-            if exc.__cause__ is None or isinstance(exc.__cause__, TimeoutError):
+        except UpstreamError as exc:
+            if exc.kind == "timeout":
                 raise BackendFailure(
                     "timeout", 504, f"Backend '{backend.name}' timed out."
                 ) from None
             raise BackendFailure(
-                "connect", 502, f"Backend '{backend.name}' is unreachable (connection failed)."
-            ) from None
-        except httpx.HTTPError as exc:
-            raise BackendFailure(
-                "connect", 502, f"Backend '{backend.name}' is unreachable ({type(exc).__name__})."
+                "connect", 502, f"Backend '{backend.name}' is unreachable ({exc})."
             ) from None
         finally:
             # time waiting on the backend is not the gateway's overhead
@@ -163,21 +147,19 @@ class Forwarder:
         return response
 
     async def _fail_from_status(
-        self, response: httpx.Response, backend: BackendSpec, adapter: Adapter
+        self, response: Upstream, backend: BackendSpec, adapter: Adapter
     ) -> None:
-        status = response.status_code
+        status = response.status
+        body = b""
         try:
-            body = b""
-            async for chunk in response.aiter_raw():
+            while len(body) <= MAX_ERROR_BODY and (chunk := await response.next_chunk()):
                 body += chunk
-                if len(body) > MAX_ERROR_BODY:
-                    break
-        except httpx.HTTPError:
-            body = b""
+        except UpstreamError:
+            pass  # the status alone says enough
         finally:
             await response.aclose()
         detail = adapter.error_message(status, body)
-        retry_after = _retry_after(response.headers.get("retry-after"))
+        retry_after = _retry_after(response.header("retry-after"))
         if status in (400, 413, 422) and _CONTEXT_LENGTH.search(detail):
             raise BackendFailure("context_length", status, detail)
         if status in (400, 404, 413, 422):
@@ -204,12 +186,14 @@ class Forwarder:
     async def _json(
         self, exchange: Exchange, model: ModelSpec, backend: BackendSpec, send: Send
     ) -> None:
-        with anyio.fail_after(min(backend.total_timeout_s or math.inf, self._time_left(exchange))):
+        async with asyncio.timeout(
+            min(backend.total_timeout_s or math.inf, self._time_left(exchange))
+        ):
             response = await self._open(exchange, model, backend, {})
             started = time.perf_counter()
             try:
-                body = await response.aread()
-            except httpx.HTTPError:
+                body = await response.read()
+            except UpstreamError:
                 raise BackendFailure(
                     "read", 502, f"Backend '{backend.name}' broke off its answer."
                 ) from None
@@ -249,7 +233,7 @@ class Forwarder:
         idle_s = self.settings.idle_timeout_s or read_s
         started = time.perf_counter()
         try:
-            with anyio.fail_after(min(ttft_s, self._time_left(exchange))):
+            async with asyncio.timeout(min(ttft_s, self._time_left(exchange))):
                 response = await self._open(exchange, model, backend, extra)
         except TimeoutError:
             raise BackendFailure(
@@ -274,7 +258,7 @@ class Forwarder:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 try:
-                    with anyio.fail_after(self._time_left(exchange)):
+                    async with asyncio.timeout(self._time_left(exchange)):
                         await relay.pump(send, first)
                 except (StreamBroken, TimeoutError):
                     broken = True

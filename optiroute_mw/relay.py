@@ -10,16 +10,15 @@ and the continuation's chunks are stitched in under the original id.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import anyio
-import httpx
 import msgspec
 from starlette.types import Send
 
 from adapters.base import StreamTranslator
 
+from .client import Upstream, UpstreamError
 from .errors import BackendFailure
 from .exchange import Continuation, Exchange
 from .sse import DONE, EventSplitter, data_event, event_data
@@ -37,7 +36,7 @@ class StreamRelay:
     def __init__(
         self,
         exchange: Exchange,
-        response: httpx.Response,
+        response: Upstream,
         translator: StreamTranslator | None,
         *,
         strip_usage: bool,
@@ -49,7 +48,6 @@ class StreamRelay:
         self.strip_usage = strip_usage
         self.idle_s = idle_s
         self.splitter = EventSplitter()
-        self.chunks: AsyncIterator[bytes] = response.aiter_raw()
         self.done = False
         self.text: list[str] = []
         self.head: ChatCompletionChunk | None = None
@@ -61,8 +59,8 @@ class StreamRelay:
     async def _read(self) -> list[bytes]:
         """The next complete events ([] at the end of the body)."""
         while True:
-            data = await anext(self.chunks, None)
-            if data is None:
+            data = await self.response.next_chunk()
+            if not data:
                 if self.translator is None:
                     return []
                 # a translator may hold a last event until it knows the body has ended
@@ -84,7 +82,7 @@ class StreamRelay:
         backend = self.exchange.model.backend if self.exchange.model else "backend"
         kept: list[bytes] = []
         try:
-            with anyio.fail_after(ttft_s):
+            async with asyncio.timeout(ttft_s):
                 while not kept and not self.done:
                     events = await self._read()
                     if not events:
@@ -96,7 +94,7 @@ class StreamRelay:
             raise BackendFailure(
                 "ttft_timeout", 504, f"Backend '{backend}' sent nothing in {ttft_s:g} s."
             ) from None
-        except httpx.HTTPError:
+        except UpstreamError:
             raise BackendFailure(
                 "read", 502, f"Backend '{backend}' broke off its stream."
             ) from None
@@ -116,7 +114,7 @@ class StreamRelay:
             await send({"type": "http.response.body", "body": b"".join(first), "more_body": True})
         try:
             while not self.done:
-                with anyio.fail_after(self.idle_s):
+                async with asyncio.timeout(self.idle_s):
                     events = await self._read()
                 if not events:
                     break
@@ -125,7 +123,7 @@ class StreamRelay:
                     await send(
                         {"type": "http.response.body", "body": b"".join(out), "more_body": True}
                     )
-        except (httpx.HTTPError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             raise StreamBroken from None
         if not self.done:
             raise StreamBroken  # ended without [DONE]: never let it look complete
@@ -200,4 +198,3 @@ class StreamRelay:
     def finish_estimate(self) -> None:
         if not self.usage_seen:
             self.exchange.account_estimate(sum(len(t) for t in self.text))
-

@@ -20,7 +20,6 @@ from array import array
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
-import httpx
 import msgspec
 import structlog
 from starlette.types import Receive, Scope, Send
@@ -29,7 +28,7 @@ from adapters import Adapter, UnsupportedRequest, get_adapter
 
 from ..cache.keys import exact_key
 from ..cache.store import CacheStore
-from ..client import OutboundClient
+from ..client import OutboundClient, Timeouts, UpstreamError
 from ..errors import send_error, send_json
 from ..exchange import ClientDisconnected, header, read_body
 from ..ingress.controls import clean_request_id
@@ -164,25 +163,32 @@ class EmbeddingsEndpoint:
             except UnsupportedRequest as exc:
                 failure = (400, f"Backend '{backend.name}': {exc}.", "unsupported")
                 continue
-            timeout = backend.read_timeout_s or self.settings.read_timeout_s
+            timeouts = Timeouts(
+                backend.connect_timeout_s or self.settings.connect_timeout_s,
+                backend.read_timeout_s or self.settings.read_timeout_s,
+            )
             try:
-                response = await self.client.get().request(
+                response = await self.client.send(
                     outbound.method,
                     outbound.url,
-                    headers={**outbound.headers, "x-request-id": answer.request_id},
-                    content=outbound.content,
-                    timeout=timeout,
+                    {**outbound.headers, "x-request-id": answer.request_id},
+                    outbound.content,
+                    timeouts,
                 )
-            except httpx.HTTPError as exc:
-                failure = (502, f"Backend '{backend.name}' failed ({type(exc).__name__}).", None)
+                try:
+                    content = await response.read()
+                finally:
+                    await response.aclose()
+            except UpstreamError as exc:
+                failure = (502, f"Backend '{backend.name}' failed ({exc}).", None)
                 continue
-            if response.status_code != 200:
-                message = adapter.error_message(response.status_code, response.content)
-                failure = (_shown(response.status_code), message, f"http_{response.status_code}")
-                if response.status_code in RETRYABLE:
+            if response.status != 200:
+                message = adapter.error_message(response.status, content)
+                failure = (_shown(response.status), message, f"http_{response.status}")
+                if response.status in RETRYABLE:
                     continue
                 break
-            floats = adapter.translate_response(response.content)
+            floats = adapter.translate_response(content)
             try:
                 decoded = _answer_decoder.decode(floats)
             except msgspec.MsgspecError:
