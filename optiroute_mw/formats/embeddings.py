@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import sys
 import time
-import uuid
 from array import array
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -30,7 +29,7 @@ from ..cache.keys import exact_key
 from ..cache.store import CacheStore
 from ..client import OutboundClient, Timeouts, UpstreamError
 from ..errors import send_error, send_json
-from ..exchange import ClientDisconnected, header, read_body
+from ..exchange import ClientDisconnected, header, new_request_id, read_body
 from ..ingress.controls import clean_request_id
 from ..registry import ModelSpec, Registry
 from ..settings import Settings
@@ -91,7 +90,7 @@ class EmbeddingsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = clean_request_id(header(scope, b"x-request-id")) or uuid.uuid4().hex
+        request_id = clean_request_id(header(scope, b"x-request-id")) or new_request_id()
         answer = Answer(request_id)
         try:
             tenant = await self.identify(scope) if self.identify is not None else None

@@ -11,13 +11,12 @@ header, and writes the one log line and the metrics of the request when it ends.
 from __future__ import annotations
 
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import send_error
-from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header
+from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header, new_request_id
 from ..observe.logging import prompt_fields
 from ..observe.metrics import Metrics
 from ..settings import Settings
@@ -64,7 +63,7 @@ class IngressResponder:
 
     async def run(self, receive: Receive) -> None:
         settings = self.middleware.settings
-        request_id = clean_request_id(header(self.scope, b"x-request-id")) or uuid.uuid4().hex
+        request_id = clean_request_id(header(self.scope, b"x-request-id")) or new_request_id()
         metrics = self.middleware.metrics
         access = self.middleware.access
         tenant: Tenant | None = None

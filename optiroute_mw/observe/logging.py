@@ -50,16 +50,44 @@ NOT_SECRET = frozenset(
 MASK = "[redacted]"
 PROMPT_LOG_CHARS = 500
 NO_FIELDS: Mapping[str, Any] = {}
-_secret_key_cache: dict[str, bool] = {}
+# fields the gateway fills from closed sets (configured names, its own vocabulary):
+# no regex pass over their values, which are most of the one line per request
+TRUSTED_FIELDS = frozenset(
+    {
+        "level",
+        "timestamp",
+        "tenant",
+        "route",
+        "model",
+        "backend",
+        "tier",
+        "mode",
+        "cache",
+        "stream",
+        "status",
+        "attempts",
+    }
+)
+_TRUSTED, _SECRET, _CHECK = 0, 1, 2
+_key_kinds: dict[str, int] = {}
+
+
+def _key_kind(key: str) -> int:
+    kind = _key_kinds.get(key)
+    if kind is None:
+        if key in TRUSTED_FIELDS:
+            kind = _TRUSTED
+        elif key not in NOT_SECRET and SECRET_KEYS.search(key) is not None:
+            kind = _SECRET
+        else:
+            kind = _CHECK
+        if len(_key_kinds) < 4096:  # field names are few; never grow without bound
+            _key_kinds[key] = kind
+    return kind
 
 
 def _is_secret_key(key: str) -> bool:
-    known = _secret_key_cache.get(key)
-    if known is None:
-        known = key not in NOT_SECRET and SECRET_KEYS.search(key) is not None
-        if len(_secret_key_cache) < 4096:  # field names are few; never grow without bound
-            _secret_key_cache[key] = known
-    return known
+    return _key_kind(key) == _SECRET
 
 
 def _clean(value: Any, depth: int) -> Any:
@@ -80,7 +108,10 @@ def _clean(value: Any, depth: int) -> Any:
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Mask secret-named fields and secret-looking text anywhere in the event."""
     for key, value in event.items():
-        if _is_secret_key(key):
+        kind = _key_kind(key)
+        if kind == _TRUSTED:
+            continue
+        if kind == _SECRET:
             event[key] = MASK
         elif isinstance(value, str):
             if SECRET_VALUES.search(value):
