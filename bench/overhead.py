@@ -7,16 +7,22 @@ One run:
 2. measures the mock directly,
 3. for each outbound engine (``--engine aiohttp|httpx|both``) starts the sidecar
    pinned to its own core (``taskset -c 0``) with a registry pointing at the mock
-   and measures it the same way,
-4. prints a table (and with ``--json`` one JSON object per point).
+   and measures it the same way: the stack as shipped (exact cache, rule router,
+   breaker, metrics, one JSON log line per request into a log file), with the
+   semantic cache off (it would load an embedding model),
+4. with ``--vs litellm`` starts the LiteLLM proxy (pinned version, own venv made on
+   first use, see ``litellm_target.py``) on the same core in front of the same mock
+   and measures the same points,
+5. prints a table (and with ``--json`` one JSON object per point).
 
 The load generator is ``wrk`` when it is installed (a Lua script makes every
 prompt unique and reads the ``x-optiroute-*`` headers), else an asyncio + aiohttp
 generator in a subprocess pinned with ``os.sched_setaffinity``.  Each point is a
 closed loop of N connections for ``--seconds``.  Run it with the project's venv:
 
-    .venv/bin/python bench/overhead.py            # concurrency 1 and 16
-    .venv/bin/python bench/overhead.py --full     # and 64
+    .venv/bin/python bench/overhead.py                 # concurrency 1 and 16, 10 s a point
+    .venv/bin/python bench/overhead.py --full          # and 64
+    .venv/bin/python bench/overhead.py --vs litellm    # and LiteLLM proxy side by side
 
 Every child process is stopped when the run ends, fails or is interrupted.
 """
@@ -131,6 +137,13 @@ function done(summary, latency, requests)
 end
 """.replace("PROMPT", PROMPT)
 
+# The stack as shipped (ingress, exact cache miss, rule classify, select, breaker,
+# forward, metrics, one JSON log line per request at the default level "info"), with
+# two settings pinned: the semantic cache is on by default and would load an
+# embedding model (a download, and not part of this measurement), and "auto" could
+# pick another router when one is configured.
+MEASURED_STACK = {"OPTIROUTE_SEMANTIC": "false", "OPTIROUTE_ROUTER": "rules"}
+
 CHILDREN: list[subprocess.Popen[Any]] = []
 
 
@@ -201,15 +214,24 @@ def start(cmd: list[str], cpu: int | None = None, **kwargs: Any) -> subprocess.P
     return proc
 
 
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Signal the child's process group: start() makes every child the leader of its
+    own, so anything it forked (a server's workers) goes too.  Only called while the
+    child is not reaped, so its pid, and so the group's id, is still ours."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+
+
 def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            _signal_group(proc, signal.SIGKILL)
             proc.wait(5)
     if proc in CHILDREN:
         CHILDREN.remove(proc)
@@ -494,29 +516,116 @@ def measure(
     return result
 
 
-def sidecar_env(config: Path, port: int, engine: str) -> dict[str, str]:
+def sidecar_env(
+    config: Path, port: int, engine: str, data_dir: Path | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIROUTE_")}
+    if data_dir is not None:
+        # a fresh ledger and key store per run, not the caller's ~/.local/share one
+        env["OPTIROUTE_DATA_DIR"] = str(data_dir)
     env.update(
         {
             "OPTIROUTE_CONFIG": str(config),
             "OPTIROUTE_LOCAL_MODEL": "off",
             "OPTIROUTE_PORT": str(port),
             "OPTIROUTE_HOST": "127.0.0.1",
-            "OPTIROUTE_LOG_LEVEL": "warning",
             "OPTIROUTE_HTTP_ENGINE": engine,
             "PYTHONUNBUFFERED": "1",
+            **MEASURED_STACK,
         }
     )
     return env
+
+
+def stack_line() -> str:
+    """The sidecar configuration this run measures, for the header and the footer."""
+    pinned = ", ".join(f"{k}={v}" for k, v in MEASURED_STACK.items())
+    return (
+        "sidecar stack as shipped: ingress, exact cache (miss + store), rule classify, "
+        "select, breaker, forward, metrics, JSON log line per request (level info, "
+        f"to a file); {pinned}, OPTIROUTE_LOCAL_MODEL=off"
+    )
+
+
+def launch(
+    cmd: list[str],
+    cpu: int | None,
+    log_path: Path,
+    env: dict[str, str],
+    cwd: Path | None = None,
+) -> subprocess.Popen[Any]:
+    """Start a server under test pinned to ``cpu`` (``taskset -c`` when installed, as
+    a user would, else sched_setaffinity in the child), its stdout and stderr going to
+    ``log_path``: a file never fills up and blocks the server as an unread pipe would."""
+    taskset = shutil.which("taskset")
+    if taskset and cpu is not None:
+        cmd = [taskset, "-c", str(cpu), *cmd]
+        cpu = None
+    with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
+        return start(cmd, cpu=cpu, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def log_tail(log_path: Path, chars: int = 3000) -> str:
+    with contextlib.suppress(OSError):
+        return log_path.read_text(errors="replace")[-chars:]
+    return "(no log)"
+
+
+def log_size(log_path: Path) -> str:
+    with contextlib.suppress(OSError):
+        data = log_path.read_bytes()
+        lines = data.count(b"\n")
+        return f"{lines} lines, {len(data) / 1e6:.1f} MB"
+    return "no log"
+
+
+def prepare_litellm() -> str:
+    """The pinned LiteLLM proxy in its own venv, installed on first use; its version."""
+    if str(HERE) not in sys.path:  # the sibling module, also when this file is imported
+        sys.path.insert(0, str(HERE))
+    import litellm_target
+
+    try:
+        return litellm_target.ensure_installed(log)
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        raise RuntimeError(f"could not set up LiteLLM in {litellm_target.VENV}: {exc}") from exc
+
+
+def start_litellm(
+    workdir: Path, mock_port: int, cpu: int | None
+) -> tuple[subprocess.Popen[Any], int, Path]:
+    """Start the LiteLLM proxy in front of the mock; wait until it answers."""
+    import litellm_target
+
+    port = free_port()
+    config = litellm_target.write_config(workdir, mock_port)
+    log_path = workdir / "litellm.log"
+    home = workdir / "litellm-home"
+    home.mkdir(exist_ok=True)
+    proc = launch(
+        litellm_target.command(config, port), cpu, log_path, litellm_target.env(home), cwd=home
+    )
+    try:
+        wait_ready(
+            port,
+            litellm_target.READY_PATH,
+            proc,
+            "the LiteLLM proxy",
+            deadline_s=litellm_target.READY_TIMEOUT_S,
+        )
+    except RuntimeError as exc:
+        stop(proc)
+        raise RuntimeError(f"{exc}; the end of its log:\n{log_tail(log_path)}") from exc
+    return proc, port, log_path
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     cpus = sorted(os.sched_getaffinity(0))
     sut_cpu = cpus[0]
     gen_cpu = cpus[1] if len(cpus) > 1 else cpus[0]
+    pin = sut_cpu if len(cpus) > 1 else None
     if len(cpus) < 2:
         log("warning: one core only: sidecar, mock and load generator share it")
-    taskset = shutil.which("taskset")
     tool = args.client
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
@@ -526,11 +635,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     concs = args.concurrency or ([1, 16, 64] if args.full else [1, 16])
     modes = args.modes
     caches = args.cache
-    points_total = len(modes) * len(concs) * (1 + len(engines) * len(caches))
+    litellm = args.vs == "litellm"
+    # installed before anything is measured: the install's CPU is not in any point
+    litellm_version = prepare_litellm() if litellm else None
+    targets = 1 + len(engines) * len(caches) + (1 if litellm else 0)
+    points_total = len(modes) * len(concs) * targets
     log(
-        f"{points_total} points x {args.seconds:g}s with {tool}; sidecar on core {sut_cpu}, "
+        f"{points_total} points x {args.seconds:g}s with {tool}; proxies on core {sut_cpu}, "
         f"mock and load generator on core {gen_cpu}; loadavg {loadavg()[:3]}"
     )
+    log(stack_line())
+    if litellm_version:
+        log(f"vs LiteLLM proxy {litellm_version} (1 worker, no database, no master key)")
 
     results: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="optiroute-bench-"))
@@ -568,6 +684,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 "seconds": args.seconds,
                             }
                         )
+                        if target == "litellm":
+                            res["litellm_version"] = litellm_version
                         results.append(res)
                         log(
                             f"[{len(results)}/{points_total}] {target:<16} {mode:<6} "
@@ -581,28 +699,37 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for engine in engines:
             port = free_port()
             log_path = workdir / f"sidecar-{engine}.log"
-            cmd = [sys.executable, "-m", "optiroute_mw.cli", "serve"]
-            if taskset and len(cpus) > 1:
-                cmd = [taskset, "-c", str(sut_cpu), *cmd]
-            with open(log_path, "wb") as log_file:
-                sidecar = start(
-                    cmd,
-                    cwd=ROOT,
-                    env=sidecar_env(config, port, engine),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
-            if not taskset and len(cpus) > 1:
-                os.sched_setaffinity(sidecar.pid, {sut_cpu})
+            data_dir = workdir / f"data-{engine}"
+            sidecar = launch(
+                [sys.executable, "-m", "optiroute_mw.cli", "serve"],
+                pin,
+                log_path,
+                sidecar_env(config, port, engine, data_dir),
+                cwd=ROOT,
+            )
             try:
                 wait_ready(port, "/healthz", sidecar, f"the sidecar ({engine})")
                 check_target(port, sidecar=True)
                 points(f"sidecar-{engine}", engine, port, sidecar.pid, caches)
             except Exception:
-                log(f"sidecar log ({log_path}):\n" + log_path.read_text()[-3000:])
+                log(f"sidecar log ({log_path}):\n" + log_tail(log_path))
                 raise
             finally:
                 stop(sidecar)
+            log(f"sidecar-{engine} log: {log_size(log_path)}")
+
+        if litellm:
+            proxy, port, log_path = start_litellm(workdir, mock_port, pin)
+            try:
+                check_target(port, sidecar=False)
+                # LiteLLM has no cache here and every prompt is unique anyway
+                points("litellm", None, port, proxy.pid, ["unique"])
+            except Exception:
+                log(f"LiteLLM log ({log_path}):\n" + log_tail(log_path))
+                raise
+            finally:
+                stop(proxy)
+            log(f"litellm log: {log_size(log_path)}")
         stop(mock)
     finally:
         stop_all()
@@ -656,7 +783,7 @@ def fmt(value: Any, spec: str) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["  ".join(f"{name:>{width}}" for name, width in COLUMNS)]
     lines.append("  ".join("-" * width for _, width in COLUMNS))
-    order = {"direct": 0}
+    order = {"direct": 0, "litellm": 2}  # sidecars in between
     keyed = sorted(
         results,
         key=lambda r: (
@@ -674,7 +801,8 @@ def table(results: list[dict[str, Any]]) -> str:
         if previous is not None and group != previous:
             lines.append("")
         previous = group
-        sidecar = r["target"] != "direct"
+        proxy = r["target"] != "direct"  # a sidecar or LiteLLM
+        sidecar = r["target"].startswith("sidecar")  # only it has cache modes and headers
         cores = r["core_busy_pct"]
         other0 = cores["0"] - r["sut_cpu_pct"] if "0" in cores else None
         other1 = (cores["1"] - r["mock_cpu_pct"] - r["gen_cpu_pct"]) if "1" in cores else None
@@ -693,7 +821,7 @@ def table(results: list[dict[str, Any]]) -> str:
             fmt(r.get("rps_ratio"), ".2f"),
             fmt(r["ovh_p50_ms"] if sidecar and r["ovh_n"] else None, ".3f"),
             fmt(r["cpu_us_per_req"], ".0f"),
-            fmt(r["sut_cpu_pct"] if sidecar else None, ".0f"),
+            fmt(r["sut_cpu_pct"] if proxy else None, ".0f"),
             fmt(r["mock_cpu_pct"], ".0f"),
             fmt(r["gen_cpu_pct"], ".0f"),
             fmt(other0, ".0f"),
@@ -732,7 +860,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each point")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="duration of each point (default 10)"
+    )
     parser.add_argument(
         "--warmup",
         type=float,
@@ -766,6 +896,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="load generator: wrk if installed (auto), or the aiohttp one",
     )
+    parser.add_argument(
+        "--vs",
+        choices=["litellm"],
+        help="also measure this proxy in front of the same mock, same points "
+        "(litellm: LiteLLM proxy, installed once into bench/.venvs/litellm)",
+    )
     parser.add_argument("--json", action="store_true", help="also one JSON object per point")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -797,10 +933,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted; children stopped")
         return 130
+    except RuntimeError as exc:  # a target that did not start or answer: say why, no trace
+        log(f"error: {exc}")
+        return 1
     after = loadavg()[:3]
     print(table(results))
     print()
     print(machine_line(before, after, results))
+    print(stack_line())
+    versions = {r["litellm_version"] for r in results if r.get("litellm_version")}
+    if versions:
+        print(f"litellm: LiteLLM proxy {', '.join(sorted(versions))}, 1 worker, same core")
     print(
         f"client: {results[0]['client'] if results else '-'}; {args.seconds:g}s per point; "
         f"run took {time.monotonic() - started:.0f}s"
