@@ -63,6 +63,7 @@ def serve_forever(settings: Settings) -> int:
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address: one layer less per call
     )
     uvicorn.Server(config).run()
     return 0
