@@ -82,7 +82,6 @@ def fake(anthropic_fake: FakeAnthropic, openai_fake: FakeOpenAI) -> FakeAnthropi
     return anthropic_fake
 
 
-
 def pinned(**extra: Any) -> dict[str, Any]:
     """Always the Anthropic model, never the cache: each test sees its own backend call."""
     return {

@@ -46,7 +46,6 @@ def fake(server: FakeAzure) -> FakeAzure:
     return server
 
 
-
 def pin(model: str) -> dict[str, str]:
     return {"x-optiroute-model": model, "x-optiroute-cache": "bypass"}
 

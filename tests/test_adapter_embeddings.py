@@ -61,7 +61,6 @@ def fakes(servers: tuple[FakeProvider, FakeProvider]) -> tuple[FakeProvider, Fak
     return servers
 
 
-
 def test_forwarded_then_served_from_cache(sdk: openai.OpenAI, fakes: Any) -> None:
     one, _ = fakes
     first = sdk.embeddings.with_raw_response.create(

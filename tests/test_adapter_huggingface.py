@@ -52,7 +52,6 @@ def fake(server: FakeTGI) -> FakeTGI:
     return server
 
 
-
 BYPASS = {"x-optiroute-cache": "bypass"}
 
 

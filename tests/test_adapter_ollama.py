@@ -40,7 +40,6 @@ def fake(server: FakeOllama) -> FakeOllama:
     return server
 
 
-
 BYPASS = {"x-optiroute-cache": "bypass", "x-optiroute-model": "llama3.2"}
 
 

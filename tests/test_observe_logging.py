@@ -15,6 +15,7 @@ import structlog
 from support.serve import ServerThread
 
 from optiroute_mw.observe.logging import MASK, configure, redact
+from optiroute_mw.observe.request_line import RequestLine, log_request
 from optiroute_mw.server import create_app
 from optiroute_mw.settings import Settings
 
@@ -158,3 +159,60 @@ def test_prompt_excerpt_is_opt_in_truncated_and_redacted(
     assert second["prompt_chars"] == len(secret)
     assert second["prompt"] == f"my key is {MASK}, and…"  # 40 characters, then masked
     assert "sk-abcdefghijklmnopqrstuv" not in buffer.getvalue()
+
+
+def sample_line(**overrides: Any) -> RequestLine:
+    fields: dict[str, Any] = {
+        "request_id": "req-sk-abcdefghijklmnopqrstu",
+        "tenant": "default",
+        "route": "chat",
+        "requested_model": "large",
+        "model": "small",
+        "backend": "primary",
+        "tier": "simple",
+        "mode": "balanced",
+        "cache": "miss",
+        "stream": False,
+        "status": 200,
+        "attempts": 1,
+        "latency_ms": 3.5,
+        "overhead_ms": 0.2,
+        "prompt_tokens": 12,
+        "completion_tokens": 5,
+        "usage_estimated": False,
+        "cost_usd": 3.2e-06,
+        "baseline_cost_usd": 8e-05,
+        "event": "request",
+        "level": "info",
+        "timestamp": "",
+    }
+    return RequestLine(**{**fields, **overrides})
+
+
+def test_request_line_fast_path_matches_the_structlog_path(restore_logging: None) -> None:
+    buffer = io.StringIO()
+    configure("info", "json", stream=buffer, cache=False)
+    log_request(sample_line(prompt="key sk-abcdefghijklmnopqrstu"), structlog.get_logger("r"))
+    (fast,) = lines(buffer)
+    with structlog.testing.capture_logs() as captured:  # not JSON lines: through structlog
+        log_request(sample_line(prompt="key sk-abcdefghijklmnopqrstu"), structlog.get_logger("r"))
+    (slow,) = captured
+    assert fast.pop("level") == slow.pop("log_level") == "info"
+    assert time.time() - 5 < parse_utc(fast.pop("timestamp")) <= time.time() + 1
+    assert fast == {**slow, "request_id": f"req-{MASK}", "prompt": f"key {MASK}"}
+    assert "sk-abcdefghijklmnopqrstu" not in buffer.getvalue()
+    assert "prompt_chars" not in fast  # unset fields are left out, as before
+
+
+def test_request_line_respects_the_level(restore_logging: None) -> None:
+    buffer = io.StringIO()
+    configure("warning", "json", stream=buffer, cache=False)
+    log_request(sample_line(), structlog.get_logger("r"))
+    assert buffer.getvalue() == ""
+
+
+def parse_utc(stamp: str) -> float:
+    from datetime import datetime
+
+    assert stamp.endswith("Z")
+    return datetime.fromisoformat(stamp[:-1] + "+00:00").timestamp()

@@ -80,6 +80,7 @@ class BreakerMiddleware:
         self.sleep = sleep
         # counted against a circuit: configurable (a 429 is load, not ill health)
         self.counted = frozenset(self.settings.breaker_counted)
+        self._exported: dict[str, str] = {}  # circuit state last put on the gauge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +107,12 @@ class BreakerMiddleware:
         return self.board.get(model.key)
 
     def export(self, model: ModelSpec) -> None:
-        if self.metrics is not None:
-            self.metrics.set_circuit(model.key, self.board.get(model.key).state)
+        if self.metrics is None:
+            return
+        state = self.board.get(model.key).state
+        if self._exported.get(model.key) != state:  # a gauge write only on a change
+            self._exported[model.key] = state
+            self.metrics.set_circuit(model.key, state)
 
 
 class BreakerResponder:

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import send_error
 from ..exchange import ClientDisconnected, Exchange, ensure_exchange, header, new_request_id
-from ..observe.logging import prompt_fields
 from ..observe.metrics import Metrics
+from ..observe.request_line import log_request, request_line
 from ..settings import Settings
 from ..sse import error_event
 from ..wire import RequestError
@@ -188,26 +188,4 @@ class IngressResponder:
                 metrics.observe(exchange, duration)
             except Exception:  # metrics never fail a call
                 logger.warning("metrics_failed", exc_info=True)
-        logger.info(
-            "request",
-            request_id=exchange.request_id,
-            tenant=exchange.tenant,
-            route=exchange.kind,
-            requested_model=exchange.requested_model,
-            model=exchange.model.name if exchange.model else None,
-            backend=exchange.model.backend if exchange.model else None,
-            tier=exchange.classification.tier if exchange.classification else None,
-            mode=exchange.mode,
-            cache=exchange.cache_status,
-            stream=exchange.stream,
-            status=exchange.status,
-            attempts=len(exchange.attempts),
-            latency_ms=round(duration * 1000, 3),
-            overhead_ms=round(exchange.overhead_seconds() * 1000, 3),
-            prompt_tokens=exchange.prompt_tokens,
-            completion_tokens=exchange.completion_tokens,
-            usage_estimated=exchange.usage_estimated,
-            cost_usd=round(exchange.cost_usd, 8),
-            baseline_cost_usd=round(exchange.baseline_cost_usd, 8),
-            **prompt_fields(exchange, self.middleware.settings),
-        )
+        log_request(request_line(exchange, self.middleware.settings, duration), logger)
