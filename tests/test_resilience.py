@@ -357,3 +357,31 @@ def test_a_fault_inside_the_stack_mid_stream_still_ends_the_stream(
     events = [e for e in body.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
     assert '"error"' in events[-2]
+
+
+def in_flight_streams(server: ServerThread) -> float:
+    for line in httpx.get(server.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("optiroute_in_flight_streams "):
+            return float(line.split()[1])
+    raise AssertionError("optiroute_in_flight_streams is not exported")
+
+
+def test_a_client_leaving_mid_stream_stops_the_relay(
+    sidecar: ServerThread, fake: FakeOpenAI
+) -> None:
+    fake.script(Fault(chunk_delay_s=0.2))  # ~30 events: six seconds of stream
+    body = {"model": "large", "messages": [{"role": "user", "content": HARD}], "stream": True}
+    url = sidecar.url + "/v1/chat/completions"
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream("POST", url, json=body, headers=NO_CACHE) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_raw()  # held: a dropped iterator would close the stream now
+        assert next(chunks).startswith(b"data: ")
+        time.sleep(0.3)
+        assert in_flight_streams(sidecar) == 1  # still relaying
+    left = time.monotonic()
+    # the connection is gone: the relay ends now, not when the backend's stream does
+    wait_for(lambda: in_flight_streams(sidecar) == 0, seconds=3.0)
+    assert time.monotonic() - left < 3.0
