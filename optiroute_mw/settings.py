@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     semantic_path: str | None = None
     # outbound HTTP
     http_engine: Literal["aiohttp", "httpx"] = "aiohttp"
-    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 4096
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     total_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
@@ -112,6 +112,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # side systems
     redis_url: str | None = None
     embed_model_path: str | None = None
+    # ONNX threads per embedding: 1 keeps the other core free; 2 is quicker on an idle box
+    embed_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     # ingress: API keys, rate limits, budgets; the cost ledger
     require_auth: bool = False  # auth is also on as soon as any key exists
     master_key: str | None = None  # guards the admin API; kept only as a digest

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 logger = structlog.get_logger(__name__)
 LOAD_WAIT_S = 30.0
-EMBED_THREADS = 1  # one prompt at a time: a second intra-op thread only adds contention
 
 
 def resolve_kind(settings: Settings) -> str:
@@ -102,7 +101,9 @@ class RouterSetup:
             self.failed("learned router unavailable", exc)
             return
         if self.embedder is None:
-            self.embedder = Embedder(DEFAULT_MODEL, settings.embed_model_path, EMBED_THREADS)
+            self.embedder = Embedder(
+                DEFAULT_MODEL, settings.embed_model_path, settings.embed_threads
+            )
         learned = self._learned = LearnedClassifier(
             model, self.embedder, cuts, rules=self.rules.classifier, on_failure=self.failed
         )
