@@ -52,6 +52,7 @@ def serve_forever(settings: Settings) -> int:
     from .server import create_app
 
     configure(settings.log_level, settings.log_format)
+    raise_open_files_limit()
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -67,6 +68,19 @@ def serve_forever(settings: Settings) -> int:
     )
     uvicorn.Server(config).run()
     return 0
+
+
+def raise_open_files_limit() -> None:
+    """Soft limit up to the hard one: each stream holds two sockets (client, backend),
+    and a soft limit of 1,024 would refuse connections at about 500 streams."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform, or not allowed
+        pass
 
 
 if __name__ == "__main__":

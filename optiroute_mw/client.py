@@ -163,8 +163,12 @@ class AiohttpEngine:
     def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         found = self._timeouts.get(timeouts)
         if found is None:
+            # connect bounds the wait for a pooled connection as well as a new one
             found = self._timeouts[timeouts] = self._aiohttp.ClientTimeout(
-                total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+                total=None,
+                connect=timeouts.connect,
+                sock_connect=timeouts.connect,
+                sock_read=timeouts.read,
             )
         return found
 

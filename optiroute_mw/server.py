@@ -64,4 +64,4 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         Mount("/optiroute/admin", AdminAPI(gateway).app),  # behind OPTIROUTE_MASTER_KEY
         *dashboard_routes(gateway),  # /optiroute/dashboard and /optiroute/stats
     ]
-    return Optiroute(Starlette(routes=routes), gateway)
+    return Optiroute(Starlette(routes=routes), gateway, freeze_gc=True)
