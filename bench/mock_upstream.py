@@ -12,6 +12,11 @@ request costs a header scan and one ``transport.write``:
 * anything else: 404.
 
 Run it with ``python bench/mock_upstream.py --port N``; ``--cpu K`` pins it to a core.
+
+``--stream-chunks K --stream-interval-ms D`` makes streams slow, as a model is: the
+role chunk at once, then K content chunks D ms apart (timers on the event loop, which
+never blocks), then the finish and usage chunks and ``data: [DONE]``.  Without them
+streams are answered in one write as above.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024
@@ -61,33 +68,35 @@ def _json_body() -> bytes:
     ).encode()
 
 
+def _sse_chunk(
+    created: int,
+    delta: dict[str, str],
+    finish: str | None = None,
+    choices: bool = True,
+    usage: dict[str, int] | None = None,
+) -> bytes:
+    event: dict[str, object] = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        if choices
+        else [],
+    }
+    if usage is not None:
+        event["usage"] = usage
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
 def _sse_events() -> list[bytes]:
     created = int(time.time())
-
-    def chunk(
-        delta: dict[str, str],
-        finish: str | None = None,
-        choices: bool = True,
-        usage: dict[str, int] | None = None,
-    ) -> bytes:
-        event: dict[str, object] = {
-            "id": "chatcmpl-mock",
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": MODEL,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            if choices
-            else [],
-        }
-        if usage is not None:
-            event["usage"] = usage
-        return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
-
-    events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": part}) for part in CONTENT_PARTS]
-    events.append(chunk({}, finish="stop"))
+    events = [_sse_chunk(created, {"role": "assistant", "content": ""})]
+    events += [_sse_chunk(created, {"content": part}) for part in CONTENT_PARTS]
+    events.append(_sse_chunk(created, {}, finish="stop"))
     events.append(
-        chunk(
+        _sse_chunk(
+            created,
             {},
             choices=False,
             usage={"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
@@ -103,12 +112,13 @@ def _chunked(parts: list[bytes]) -> bytes:
 
 
 JSON_RESPONSE = _response("200 OK", b"application/json", _json_body())
-SSE_RESPONSE = (
+SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"content-type: text/event-stream\r\n"
     b"cache-control: no-cache\r\n"
-    b"transfer-encoding: chunked\r\n\r\n" + _chunked(_sse_events())
+    b"transfer-encoding: chunked\r\n\r\n"
 )
+SSE_RESPONSE = SSE_HEAD + _chunked(_sse_events())
 HEALTH_RESPONSE = _response("200 OK", b"text/plain", b"ok")
 MODELS_RESPONSE = _response(
     "200 OK",
@@ -200,9 +210,98 @@ class MockProtocol(asyncio.Protocol):
         self.buf = b""
 
 
-async def serve(host: str, port: int) -> None:
+class SlowStream:
+    """The prebuilt pieces of a slow stream: a head with the role chunk, ``chunks``
+    content chunks sent ``interval_ms`` apart, and a tail (finish, usage, [DONE])."""
+
+    def __init__(self, chunks: int, interval_ms: float) -> None:
+        created = int(time.time())
+        self.interval = interval_ms / 1000
+        role = _sse_chunk(created, {"role": "assistant", "content": ""})
+        self.head = SSE_HEAD + _frame(role)
+        self.parts = [_frame(_sse_chunk(created, {"content": f" w{i}"})) for i in range(chunks)]
+        usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
+        finish = _sse_chunk(created, {}, finish="stop")
+        final = _sse_chunk(created, {}, choices=False, usage=usage)
+        self.tail = _chunked([finish, final, b"data: [DONE]\n\n"])
+
+
+def _frame(part: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(part), part)
+
+
+class SlowStreamProtocol(MockProtocol):
+    """A MockProtocol whose streams trickle out on loop timers (one pending timer per
+    connection).  Requests pipelined behind a slow stream wait in ``backlog`` so the
+    answers keep their order.  A ``connection: close`` request is answered with the
+    head only (the clients of this mode keep connections alive)."""
+
+    __slots__ = ("backlog", "sent", "started", "stream", "streaming", "timer")
+
+    def __init__(self, stream: SlowStream) -> None:
+        super().__init__()
+        self.stream = stream
+        self.streaming = False
+        self.backlog: list[bytes | None] = []  # None: another slow stream
+        self.timer: asyncio.TimerHandle | None = None
+        self.sent = 0
+        self.started = 0.0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        super().connection_lost(exc)
+
+    def _answer(self, method: bytes, path: bytes, body: bytes) -> bytes:  # type: ignore[override]
+        slow = method == b"POST" and path.endswith(b"completions") and STREAM_RE.search(body)
+        answer = None if slow else MockProtocol._answer(method, path, body)
+        if self.streaming:
+            self.backlog.append(answer)
+            return b""
+        # the caller writes the head in order with any answers before it
+        return self._begin() if answer is None else answer
+
+    def _begin(self) -> bytes:
+        if not self.stream.parts:
+            return self.stream.head + self.stream.tail
+        self.streaming = True
+        self.sent = 0
+        loop = asyncio.get_running_loop()
+        self.started = loop.time()
+        self.timer = loop.call_at(self.started + self.stream.interval, self._tick)
+        return self.stream.head
+
+    def _tick(self) -> None:
+        if self.transport is None:
+            return
+        parts = self.stream.parts
+        self.sent += 1
+        if self.sent < len(parts):
+            self.transport.write(parts[self.sent - 1])
+            # absolute times: a late tick does not push the later chunks back
+            when = self.started + (self.sent + 1) * self.stream.interval
+            self.timer = asyncio.get_running_loop().call_at(when, self._tick)
+            return
+        self.transport.write(parts[-1] + self.stream.tail)
+        self.timer = None
+        self.streaming = False
+        self._drain()
+
+    def _drain(self) -> None:
+        out: list[bytes] = []
+        while self.backlog and not self.streaming:
+            answer = self.backlog.pop(0)
+            out.append(self._begin() if answer is None else answer)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+async def serve(host: str, port: int, slow: SlowStream | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(MockProtocol, host, port, backlog=1024, reuse_address=True)
+    factory: Callable[[], asyncio.Protocol] = MockProtocol
+    if slow is not None:
+        factory = partial(SlowStreamProtocol, slow)
+    server = await loop.create_server(factory, host, port, backlog=1024, reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -216,15 +315,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9009)
     parser.add_argument("--cpu", type=int, help="pin the process to this core")
+    parser.add_argument(
+        "--stream-chunks",
+        type=int,
+        help="slow streams: this many content chunks, --stream-interval-ms apart "
+        "(default: every stream in one write)",
+    )
+    parser.add_argument(
+        "--stream-interval-ms",
+        type=float,
+        default=200.0,
+        help="gap between the content chunks of a slow stream (default 200)",
+    )
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
+    slow = None
+    if args.stream_chunks is not None:
+        if args.stream_chunks < 0 or args.stream_interval_ms < 0:
+            parser.error("--stream-chunks and --stream-interval-ms must not be negative")
+        slow = SlowStream(args.stream_chunks, args.stream_interval_ms)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, slow))
     else:
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, slow))
     return 0
 
 
