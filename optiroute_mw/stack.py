@@ -33,6 +33,7 @@ from .ingress.middleware import IngressMiddleware
 from .ingress.tenants import TenantResolver
 from .local_model import LocalModelServer, find_embedded_model
 from .observe.metrics import Metrics
+from .observe.request_line import flush_request_lines
 from .observe.tracing import instrument
 from .registry import Registry, build_registry
 from .select.balance import Balancer
@@ -194,6 +195,7 @@ class Gateway:
         if self.local_model is not None:
             await self.local_model.stop()
             self.local_model = None
+        flush_request_lines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._pipeline is None:

@@ -12,6 +12,7 @@ host app) goes through structlog as every other event does.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import threading
@@ -111,6 +112,7 @@ class JsonLines:
         self._lock = threading.Lock()  # stdlib handlers may write from other threads
         self._second = -1
         self._prefix = ""
+        self._pending: list[str] = []
 
     def __call__(self, _: Any, __: str, event: Mapping[str, Any]) -> str:
         return self.encoder.encode(event).decode()
@@ -132,17 +134,42 @@ class JsonLines:
         if isinstance(line.prompt, str):
             line.prompt = mask(line.prompt)
         line.timestamp = self.timestamp()
-        text = self.encoder.encode(line).decode()
+        self._pending.append(self.encoder.encode(line).decode())
+        if len(self._pending) == 1:
+            # one write for every line finished in this turn of the event loop: a system
+            # call per line cost ~13 µs on a loaded sidecar; a line waits a turn at most
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop running: at once
+                self.flush()
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        lines.append("")
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write("\n".join(lines))
             self.stream.flush()
+
+
+def _json_lines() -> JsonLines | None:
+    processors = structlog.get_config()["processors"]
+    sink = processors[-1] if processors else None
+    return sink if isinstance(sink, JsonLines) else None
+
+
+def flush_request_lines() -> None:
+    """Write request lines still waiting for their turn of the loop (at shutdown)."""
+    sink = _json_lines()
+    if sink is not None:
+        sink.flush()
 
 
 def log_request(line: RequestLine, logger: Any) -> None:
     """Write the line: the fast path when JSON output is configured, else structlog."""
-    processors = structlog.get_config()["processors"]
-    sink = processors[-1] if processors else None
-    if isinstance(sink, JsonLines) and not structlog.contextvars.get_contextvars():
+    sink = _json_lines()
+    if sink is not None and not structlog.contextvars.get_contextvars():
         if sink.request_lines:
             sink.write(line)
         return
