@@ -156,7 +156,7 @@ class Gateway:
 
     def build(self, registry: Registry) -> ASGIApp:
         settings = self.settings
-        selector = Selector(registry, settings, balancer=Balancer(self.health))
+        selector = Selector(registry, settings, balancer=Balancer(self.health), rank_ttl_s=1.0)
         terminal: ASGIApp
         if settings.forward == "app":
             if self.host_app is None:

@@ -229,3 +229,38 @@ def test_pinned_replicas_are_balanced() -> None:
     assert {firsts.count(b) for b in ("b1", "b2", "b3")} == {20}
     selection = sel.select(make(pinned_model="big"))
     assert sorted(m.backend for m in selection.candidates) == ["b1", "b2", "b3"]
+
+
+# --- the kept ranking ---------------------------------------------------------------------
+
+
+def test_a_ranking_is_kept_for_its_time_and_only_for_the_same_question() -> None:
+    import time
+
+    health = Health()
+    sel = Selector(Registry(BACKENDS, MODELS), health=health, rank_ttl_s=0.2)
+    assert sel.select(make("medium", mode="speed")).primary.name == "mini"  # no latency yet
+    for _ in range(5):
+        health.observe(MINI.key, 2.0)
+        health.observe(FAST.key, 0.2)
+    # within its time the kept ranking answers the same question ...
+    assert sel.select(make("medium", mode="speed")).primary.name == "mini"
+    # ... but not another tier, mode or a request with limits of its own
+    assert sel.select(make("medium", mode="balanced")).primary.name == "fast"
+    assert sel.select(make("medium", mode="speed", max_cost_usd=1.0)).primary.name == "fast"
+    # a prompt too long for the small window is another question: "local" never shows up
+    long_prompt = "word " * 4000
+    assert "local" not in names(sel.select(make("simple", content=long_prompt, mode="cost")))
+    assert names(sel.select(make("simple", mode="cost")))[0] == "local"
+    time.sleep(0.25)
+    assert sel.select(make("medium", mode="speed")).primary.name == "fast"  # learned now
+
+
+def test_no_ranking_is_kept_by_default() -> None:
+    health = Health()
+    sel = Selector(Registry(BACKENDS, MODELS), health=health)
+    assert sel.select(make("medium", mode="speed")).primary.name == "mini"
+    for _ in range(5):
+        health.observe(MINI.key, 2.0)
+        health.observe(FAST.key, 0.2)
+    assert sel.select(make("medium", mode="speed")).primary.name == "fast"

@@ -24,7 +24,9 @@ fallbacks, with the reason.
 
 from __future__ import annotations
 
+import bisect
 import math
+import time
 from collections.abc import Callable, Sequence
 
 from ..exchange import Exchange, Selection
@@ -44,6 +46,7 @@ MODE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "speed": (0.25, 1.0, 0.0),
 }
 DEFAULT_LATENCY_S = 1.0
+RANKED_MAX = 1024
 
 
 class NoModel(RequestError):
@@ -63,6 +66,7 @@ class Selector:
         *,
         balancer: Balancer | None = None,
         health: Health | None = None,
+        rank_ttl_s: float = 0.0,
     ) -> None:
         self.registry = registry
         self.settings = settings or Settings()
@@ -71,6 +75,12 @@ class Selector:
         self.declared: frozenset[str] = frozenset(
             cap for model in registry.models for cap in model.capabilities
         )
+        # The ranking of a common request (no per-request limits) is kept this long: it
+        # moves only with learned latencies, which a second's delay does not hurt, and
+        # the balancer still orders each model's deployments per call.
+        self.rank_ttl_s = rank_ttl_s
+        self._windows = sorted({m.context_window for m in registry.models})
+        self._ranked: dict[tuple[object, ...], tuple[float, list[list[ModelSpec]], str]] = {}
 
     def baseline_price(self, requested: str) -> tuple[float, float] | None:
         price = self.registry.price_of(requested)
@@ -105,6 +115,11 @@ class Selector:
         else:
             ceiling = math.inf
         required = needs.capabilities & self.declared
+        key = self._rank_key(exchange, needs, required)
+        if key is not None:
+            kept = self._ranked.get(key)
+            if kept is not None and kept[0] > time.monotonic():
+                return self._selection(kept[1], kept[2])
         fits = self._fits(exchange, needs, required)
         allowed = [m for m in registry.models if _price(m) <= ceiling and fits(m)]
         allowed += [m for m in named if m not in allowed and fits(m)]
@@ -115,7 +130,24 @@ class Selector:
         ranked, reason = self._rank(exchange, _groups(allowed))
         if required:
             reason += f" (needs {', '.join(sorted(required))})"
+        if key is not None:
+            if len(self._ranked) >= RANKED_MAX:  # requested names come from callers
+                self._ranked.clear()
+            self._ranked[key] = (time.monotonic() + self.rank_ttl_s, ranked, reason)
         return self._selection(ranked, reason)
+
+    def _rank_key(
+        self, exchange: Exchange, needs: Needs, required: frozenset[str]
+    ) -> tuple[object, ...] | None:
+        """What the ranking depends on, when nothing per-request limits it; else None."""
+        if not self.rank_ttl_s or exchange.max_cost_usd is not None:
+            return None
+        if exchange.max_latency_s is not None:
+            return None
+        tier = exchange.classification.tier if exchange.classification else None
+        # which context windows the prompt fits: the models a window test lets through
+        fitting = bisect.bisect_left(self._windows, needs.window)
+        return (exchange.request.model, exchange.mode, tier, fitting, required)
 
     def _pinned(self, exchange: Exchange, needs: Needs) -> Selection:
         fits = self._fits(exchange, needs, frozenset(), latency=False)
