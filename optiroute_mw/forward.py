@@ -246,6 +246,7 @@ class Forwarder:
                 self.adapters[backend.name].stream_translator(),
                 strip_usage=strip_usage,
                 idle_s=idle_s,
+                read_s=read_s,
             )
             first = await relay.start(max(0.001, min(ttft_s, self._time_left(exchange))))
             exchange.attempts.append(Attempt(model.name, backend.name, "ok", 200))

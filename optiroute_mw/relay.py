@@ -41,12 +41,16 @@ class StreamRelay:
         *,
         strip_usage: bool,
         idle_s: float,
+        read_s: float = 0.0,
     ) -> None:
         self.exchange = exchange
         self.response = response
         self.translator = translator
         self.strip_usage = strip_usage
         self.idle_s = idle_s
+        # the engine bounds every read by read_s itself: a timer of our own per event
+        # (~4 µs each) is needed only for a shorter idle limit
+        self.idle_timer = not read_s or idle_s < read_s
         self.splitter = EventSplitter()
         self.done = False
         self.text: list[str] = []
@@ -114,7 +118,10 @@ class StreamRelay:
             await send({"type": "http.response.body", "body": b"".join(first), "more_body": True})
         try:
             while not self.done:
-                async with asyncio.timeout(self.idle_s):
+                if self.idle_timer:
+                    async with asyncio.timeout(self.idle_s):
+                        events = await self._read()
+                else:
                     events = await self._read()
                 if not events:
                     break

@@ -385,3 +385,30 @@ def test_a_client_leaving_mid_stream_stops_the_relay(
     # the connection is gone: the relay ends now, not when the backend's stream does
     wait_for(lambda: in_flight_streams(sidecar) == 0, seconds=3.0)
     assert time.monotonic() - left < 3.0
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"idle_timeout_s": 0.3}, {"read_timeout_s": 0.3}],
+    ids=["idle-limit", "engine-read-timeout"],
+)
+def test_a_stream_that_goes_quiet_midway_is_continued_elsewhere(
+    make_settings: Callable[..., Settings],
+    fake: FakeOpenAI,
+    fake2: FakeOpenAI,
+    limits: dict[str, float],
+) -> None:
+    # a gap of 1 s between events: over the idle limit, or over the engine's own read
+    # timeout when no idle limit is set (the relay then keeps no timer of its own)
+    fake.script(Fault(chunk_delay_s=1.0))
+    with ServerThread(create_app(make_settings(**limits))) as server:
+        started = time.monotonic()
+        chunks = list(
+            sdk(server).chat.completions.create(
+                model="large", messages=[{"role": "user", "content": HARD}], stream=True
+            )
+        )
+    assert time.monotonic() - started < 5  # not the 30 s the backend would take
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len({c.id for c in chunks}) == 1
+    assert fake2.requests[-1].json["messages"][-1]["content"] == CONTINUE_PROMPT
