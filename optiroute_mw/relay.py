@@ -113,11 +113,18 @@ class StreamRelay:
         return kept
 
     async def pump(self, send: Send, first: list[bytes]) -> None:
-        """Send ``first`` and the rest; raise StreamBroken if the stream fails midway."""
-        if first:
-            await send({"type": "http.response.body", "body": b"".join(first), "more_body": True})
+        """Send ``first`` and the rest; raise StreamBroken if the stream fails midway.
+
+        Each read's events go out as they arrive; those of the read that brings
+        ``[DONE]`` go out with it in one message (a whole short answer is often one read).
+        """
+        pending = first
         try:
             while not self.done:
+                if pending:
+                    body = b"".join(pending)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    pending = []
                 if self.idle_timer:
                     async with asyncio.timeout(self.idle_s):
                         events = await self._read()
@@ -125,16 +132,13 @@ class StreamRelay:
                     events = await self._read()
                 if not events:
                     break
-                out = self._filter(events)
-                if out:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                    )
+                pending = self._filter(events)
         except (UpstreamError, TimeoutError):
             raise StreamBroken from None
         if not self.done:
             raise StreamBroken  # ended without [DONE]: never let it look complete
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        pending.append(DONE)
+        await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
 
     def _filter(self, events: list[bytes]) -> list[bytes]:
         """Track content and usage; drop what the caller must not see."""
