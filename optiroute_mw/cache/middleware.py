@@ -116,7 +116,7 @@ class CacheMiddleware:
             else:
                 shared = tee.error()
                 if self.metrics:
-                    self.metrics.cache_events.labels("exact", "not_stored").inc()
+                    self.metrics.cache_event("exact", "not_stored")
         finally:
             if self.flights.get(key) is flight:
                 del self.flights[key]
@@ -140,7 +140,7 @@ class CacheMiddleware:
                 self.metrics.side_errors.labels("cache").inc()
             return None
         if self.metrics:
-            self.metrics.cache_events.labels("exact", "hit" if entry else "miss").inc()
+            self.metrics.cache_event("exact", "hit" if entry else "miss")
         return entry
 
     async def _store(self, key: str, entry: CacheEntry, ttl_s: float) -> bool:
@@ -153,7 +153,7 @@ class CacheMiddleware:
                 self.metrics.side_errors.labels("cache").inc()
             return False
         if self.metrics:
-            self.metrics.cache_events.labels("exact", "stored").inc()
+            self.metrics.cache_event("exact", "stored")
         return True
 
     async def _lookup_semantic(
@@ -169,7 +169,7 @@ class CacheMiddleware:
                 self.metrics.side_errors.labels("semantic").inc()
             return None
         if self.metrics:
-            self.metrics.cache_events.labels("semantic", "hit" if entry else "miss").inc()
+            self.metrics.cache_event("semantic", "hit" if entry else "miss")
         if hit is None or entry is None:
             return None
         if self.metrics:
@@ -188,11 +188,11 @@ class CacheMiddleware:
                 self.metrics.side_errors.labels("semantic").inc()
             return
         if self.metrics:
-            self.metrics.cache_events.labels("semantic", "stored").inc()
+            self.metrics.cache_event("semantic", "stored")
 
     async def _serve_shared(self, exchange: Exchange, shared: Shared, send: Send) -> None:
         if self.metrics:
-            self.metrics.cache_events.labels("inflight", "shared").inc()
+            self.metrics.cache_event("inflight", "shared")
         if shared.entry is not None:
             await self._serve(exchange, shared.entry, send, "hit-inflight")
             return

@@ -204,6 +204,7 @@ class Metrics:
         self._series: dict[SeriesKey, Series] = {}
         self._attempt_children: dict[tuple[str, str], Counter] = {}
         self._retry_children: dict[str, Counter] = {}
+        self._cache_event_children: dict[tuple[str, str], Counter] = {}
 
     def observe(self, exchange: Exchange, duration: float) -> None:
         """Record a finished request; called once per request by the ingress stage."""
@@ -274,6 +275,15 @@ class Metrics:
         selection = exchange.selection
         if selection and exchange.model and exchange.model is not selection.primary:
             self.fallbacks.inc()
+
+    def cache_event(self, layer: str, outcome: str) -> None:
+        """One cache lookup, store or share (the labelled child kept: a lookup per call)."""
+        child = self._cache_event_children.get((layer, outcome))
+        if child is None:
+            child = self._cache_event_children[(layer, outcome)] = self.cache_events.labels(
+                layer, outcome
+            )
+        child.inc()
 
     def response_started(self, exchange: Exchange) -> None:
         """The answer's first byte left (ingress); a stream counts as in flight till the end."""
