@@ -216,3 +216,40 @@ def parse_utc(stamp: str) -> float:
 
     assert stamp.endswith("Z")
     return datetime.fromisoformat(stamp[:-1] + "+00:00").timestamp()
+
+
+class CountingStream(io.StringIO):
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_request_lines_of_one_loop_turn_go_out_in_one_write(restore_logging: None) -> None:
+    import asyncio
+
+    stream = CountingStream()
+    configure("info", "json", stream=stream, cache=False)
+
+    async def burst() -> int:
+        for n in range(3):
+            log_request(sample_line(request_id=f"req-{n}"), structlog.get_logger("r"))
+        waiting = stream.writes  # nothing written yet: the lines wait for the turn's end
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return waiting
+
+    assert asyncio.run(burst()) == 0
+    assert stream.writes == 1
+    assert [line["request_id"] for line in lines(stream)] == ["req-0", "req-1", "req-2"]
+    # a loop that ends with a line still waiting: the next writer, on another loop, takes it
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.call_soon(log_request, sample_line(request_id="req-3"), structlog.get_logger("r"))
+    loop.stop()
+    loop.run_forever()  # runs the call, not the flush it schedules
+    loop.close()
+    asyncio.run(burst())
+    written = [line["request_id"] for line in lines(stream)]
+    assert written[3:] == ["req-3", "req-0", "req-1", "req-2"]

@@ -113,6 +113,7 @@ class JsonLines:
         self._second = -1
         self._prefix = ""
         self._pending: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # loop a flush waits on
 
     def __call__(self, _: Any, __: str, event: Mapping[str, Any]) -> str:
         return self.encoder.encode(event).decode()
@@ -134,23 +135,30 @@ class JsonLines:
         if isinstance(line.prompt, str):
             line.prompt = mask(line.prompt)
         line.timestamp = self.timestamp()
-        self._pending.append(self.encoder.encode(line).decode())
-        if len(self._pending) == 1:
+        text = self.encoder.encode(line).decode()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._pending.append(text)
             # one write for every line finished in this turn of the event loop: a system
             # call per line cost ~13 µs on a loaded sidecar; a line waits a turn at most
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop running: at once
-                self.flush()
+            schedule = loop is not None and self._flush_on is not loop
+            if schedule:
+                self._flush_on = loop
+        if loop is None:
+            self.flush()
+        elif schedule:
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        lines, self._pending = self._pending, []
-        if not lines:
-            return
-        lines.append("")
         with self._lock:
-            self.stream.write("\n".join(lines))
-            self.stream.flush()
+            lines, self._pending, self._flush_on = self._pending, [], None
+            if lines:
+                lines.append("")
+                self.stream.write("\n".join(lines))
+                self.stream.flush()
 
 
 def _json_lines() -> JsonLines | None:
