@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import httpx
     import yarl
 
+    from .registry import BackendSpec
+
 FailureKind = Literal["timeout", "connect", "read"]
 
 
@@ -41,6 +43,14 @@ class UpstreamError(Exception):
 class Timeouts:
     connect: float
     read: float  # the longest wait for any one read, not for the whole body
+
+    @classmethod
+    def of(cls, backend: BackendSpec, settings: Settings) -> Timeouts:
+        """A backend's own limits where it sets them, else the gateway's."""
+        return cls(
+            connect=backend.connect_timeout_s or settings.connect_timeout_s,
+            read=backend.read_timeout_s or settings.read_timeout_s,
+        )
 
 
 class Upstream(Protocol):

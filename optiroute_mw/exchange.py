@@ -231,9 +231,15 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def ensure_exchange(
-    scope: Scope, receive: Receive, max_body_bytes: int = 4 * 1024 * 1024
+    scope: Scope,
+    receive: Receive,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    request_id: str | None = None,
 ) -> tuple[Exchange, Receive]:
     """The request's Exchange and the receive to pass on.
+
+    ``request_id`` is the caller's (ingress cleans and keeps it); without one the
+    ``x-request-id`` header or a new id is used.
 
     When no stage has parsed the request yet, it is parsed here and the receive
     returned replays the body; otherwise both come back as they were.
@@ -253,7 +259,7 @@ async def ensure_exchange(
     body = await read_body(receive, max_body_bytes)
     request = parse_request(kind, body)
     exchange = Exchange(
-        request_id=header(scope, b"x-request-id") or new_request_id(),
+        request_id=request_id or header(scope, b"x-request-id") or new_request_id(),
         kind=kind,
         path=path,
         body=body,

@@ -63,10 +63,7 @@ class Forwarder:
             adapter = get_adapter(backend.adapter)
             self.adapters[name] = adapter
             self.headers[name] = adapter.static_headers(backend, env)
-            self.timeouts[name] = Timeouts(
-                connect=backend.connect_timeout_s or settings.connect_timeout_s,
-                read=backend.read_timeout_s or settings.read_timeout_s,
-            )
+            self.timeouts[name] = Timeouts.of(backend, settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange, receive = await ensure_exchange(scope, receive, self.settings.max_body_bytes)

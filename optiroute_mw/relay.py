@@ -41,7 +41,7 @@ class StreamRelay:
         *,
         strip_usage: bool,
         idle_s: float,
-        read_s: float = 0.0,
+        read_s: float,
     ) -> None:
         self.exchange = exchange
         self.response = response
@@ -50,7 +50,7 @@ class StreamRelay:
         self.idle_s = idle_s
         # the engine bounds every read by read_s itself: a timer of our own per event
         # (~4 µs each) is needed only for a shorter idle limit
-        self.idle_timer = not read_s or idle_s < read_s
+        self.idle_timer = idle_s < read_s
         self.splitter = EventSplitter()
         self.done = False
         self.text: list[str] = []

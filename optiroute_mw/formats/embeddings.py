@@ -84,9 +84,11 @@ class EmbeddingsEndpoint:
         self.identify = identify
         self.adapters: dict[str, Adapter] = {}
         self.headers: dict[str, dict[str, str]] = {}
+        self.timeouts: dict[str, Timeouts] = {}
         for name, backend in registry.backends.items():
             self.adapters[name] = get_adapter(backend.adapter)
             self.headers[name] = self.adapters[name].static_headers(backend, env)
+            self.timeouts[name] = Timeouts.of(backend, settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -162,17 +164,13 @@ class EmbeddingsEndpoint:
             except UnsupportedRequest as exc:
                 failure = (400, f"Backend '{backend.name}': {exc}.", "unsupported")
                 continue
-            timeouts = Timeouts(
-                backend.connect_timeout_s or self.settings.connect_timeout_s,
-                backend.read_timeout_s or self.settings.read_timeout_s,
-            )
             try:
                 response = await self.client.send(
                     outbound.method,
                     outbound.url,
                     {**outbound.headers, "x-request-id": answer.request_id},
                     outbound.content,
-                    timeouts,
+                    self.timeouts[backend.name],
                 )
                 try:
                     content = await response.read()

@@ -77,9 +77,9 @@ class IngressResponder:
                     # from the headers alone: a stranger's body is never read
                     tenant = await access.identify(self.scope)
                 exchange, receive = await ensure_exchange(
-                    self.scope, receive, settings.max_body_bytes
+                    self.scope, receive, settings.max_body_bytes, request_id
                 )
-                exchange.request_id = request_id
+                exchange.request_id = request_id  # also if a stage before made the Exchange
                 exchange.started = self.started
                 self.exchange = exchange
                 default_mode = (tenant.default_mode if tenant else None) or settings.default_mode

@@ -111,8 +111,7 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         if kind == _SECRET:
             event[key] = MASK
         elif isinstance(value, str):
-            if SECRET_VALUES.search(value):
-                event[key] = SECRET_VALUES.sub(MASK, value)
+            event[key] = mask(value)
         elif isinstance(value, (Mapping, list, tuple)):
             event[key] = _clean(value, 1)
     return event

@@ -109,7 +109,7 @@ class JsonLines:
         self.request_lines = level <= logging.INFO
         self.encoder = encoder
         self.mask = mask  # the redaction patterns every other log line goes through
-        self._lock = threading.Lock()  # stdlib handlers may write from other threads
+        self._lock = threading.Lock()  # the batch: another thread's loop may log too
         self._second = -1
         self._prefix = ""
         self._pending: list[str] = []
