@@ -103,8 +103,8 @@ class Exchange:
     deadline: float | None = None
     continuation: Continuation | None = None
     keep_stream_open: bool = False
-    # the last user message's embedding, computed once and shared (router, semantic
-    # cache): reuse it only for the text in embedding_text (long prompts are cut)
+    # the last user message's embedding, computed once and shared (the semantic cache's
+    # lookup and store): reuse it only for the text in embedding_text
     embedding: Vector | None = None
     embedding_text: str | None = None
     _raw: dict[str, Any] | None = None

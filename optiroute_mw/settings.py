@@ -36,8 +36,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_mode: Mode = "balanced"
     strict_models: bool = False
     baseline_model: str | None = None
-    # the classifier: auto = learned when OPTIROUTE_EMBED_MODEL_PATH names a local
-    # embedding model, else rules (see optiroute_mw/classify/setup.py)
+    # the classifier: auto = learned when numpy and tokenizers are installed, else rules
+    # (see optiroute_mw/classify/setup.py)
     router: Literal["auto", "rules", "learned", "llm"] = "auto"
     router_strong_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     router_quality_target: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.95

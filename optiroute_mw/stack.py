@@ -114,12 +114,10 @@ class Gateway:
             await self.access.start()
             # build what the first request would otherwise pay for: the outbound engine
             self.client.get()
-            await self.router.start()  # loads the embedding model in a worker thread
-            self.semantic = build_semantic(
-                self.settings, self.store, metrics=self.metrics, embedder=self.router.embedder
-            )
+            await self.router.start()  # the learned router's weights, in a worker thread
+            self.semantic = build_semantic(self.settings, self.store, metrics=self.metrics)
             if self.semantic is not None:
-                self.semantic.start()  # the model (shared with the router) loads in a thread
+                self.semantic.start()  # the embedding model loads in a thread
             # Anthropic-format calls are translated in front of the pipeline; embeddings
             # take a short path of their own (optiroute_mw.formats)
             self._pipeline = ClientFormats(

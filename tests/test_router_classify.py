@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from starlette.types import Receive, Scope, Send
 from support.fake_openai import FakeOpenAI, Fault
 from support.serve import ServerThread
 
+from optiroute_mw.classify import setup as router_setup
 from optiroute_mw.classify.learned import LearnedRouter
 from optiroute_mw.classify.llm import LLMClassifier
 from optiroute_mw.classify.middleware import ClassifyMiddleware
@@ -67,11 +67,18 @@ def side_errors(metrics: Metrics) -> float:
 # --- choosing the router -------------------------------------------------------------------
 
 
-def test_auto_is_learned_only_with_a_local_embedding_model() -> None:
-    assert resolve_kind(Settings(router="auto")) == "rules"
-    assert resolve_kind(Settings(router="auto", embed_model_path="/some/dir")) == "learned"
-    assert resolve_kind(Settings(router="rules", embed_model_path="/some/dir")) == "rules"
+def test_auto_is_learned_when_its_dependencies_are_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert resolve_kind(Settings(router="auto")) == "learned"  # numpy, tokenizers: here
+    assert resolve_kind(Settings(router="rules")) == "rules"
     assert resolve_kind(Settings(router="llm")) == "llm"
+    real = router_setup.find_spec
+    monkeypatch.setattr(
+        router_setup, "find_spec", lambda name: None if name == "tokenizers" else real(name)
+    )
+    assert resolve_kind(Settings(router="auto")) == "rules"
+    assert resolve_kind(Settings(router="learned")) == "learned"  # asked for: tried, logged
 
 
 def test_router_settings_are_validated() -> None:
@@ -85,9 +92,13 @@ def test_router_settings_are_validated() -> None:
         Settings.from_env({"OPTIROUTE_ROUTER_WEIGHTS": "/no/such/weights.npz"})
 
 
-async def test_learned_falls_back_to_rules_when_the_model_is_missing(tmp_path: Path) -> None:
+async def test_learned_falls_back_to_rules_when_its_weights_are_unreadable(
+    tmp_path: Path,
+) -> None:
     metrics = Metrics()
-    settings = Settings(router="learned", embed_model_path=str(tmp_path / "missing"))
+    broken = tmp_path / "weights.npz"
+    broken.write_bytes(b"not a weights file")
+    settings = Settings(router="learned", router_weights=str(broken))
     setup = RouterSetup(settings, metrics=metrics)
     await setup.start()
     assert not await setup.ready()
@@ -98,20 +109,16 @@ async def test_learned_falls_back_to_rules_when_the_model_is_missing(tmp_path: P
     assert decision.tier == "simple"
 
 
-async def test_a_failing_embedding_falls_back_per_request_and_is_counted() -> None:
+async def test_a_failing_learned_model_falls_back_per_request_and_is_counted() -> None:
     class Broken:
-        loaded = True
-
-        async def aembed_one(self, text: str) -> Any:
-            raise RuntimeError("onnxruntime exploded")
+        def predict_weak_ok(self, text: str) -> float:
+            raise RuntimeError("tokenizer exploded")
 
     metrics = Metrics()
     setup = RouterSetup(Settings(router="rules"), metrics=metrics)
-    model = LearnedRouter.load()
     learned = LearnedClassifier(
-        model,
         Broken(),  # type: ignore[arg-type]
-        TierCuts.calibrated(model),
+        TierCuts.calibrated(LearnedRouter.load()),
         on_failure=setup.failed,
     )
     for _ in range(3):
@@ -165,12 +172,12 @@ def test_routing_order_score_puts_the_rules_floor_first() -> None:
     assert routing_order_score(Classification("medium", 2.5, {}, "rules")) == -2.5
 
 
-# --- the learned router with the real embedding model --------------------------------------
+# --- the learned router --------------------------------------------------------------------
 
 
-@needs_model
-async def test_learned_router_embeds_once_and_shares_the_vector() -> None:
-    setup = RouterSetup(Settings(router="auto", embed_model_path=MODEL_PATH))
+async def test_learned_router_runs_without_the_embedding_model() -> None:
+    # no OPTIROUTE_EMBED_MODEL_PATH, no download: the weights carry the vocabulary
+    setup = RouterSetup(Settings(router="auto", embed_model_path=None))
     await setup.start()
     assert await setup.ready() and setup.active_kind == "learned"
     easy, hard = exchange(EASY), exchange(HARD)
@@ -178,23 +185,23 @@ async def test_learned_router_embeds_once_and_shares_the_vector() -> None:
     second = await setup.decide(hard)
     assert first.source == second.source == "learned"
     assert second.features["p_weak_ok"] < first.features["p_weak_ok"]
-    assert easy.embedding is not None and easy.embedding.shape == (384,)
-    assert easy.embedding_text == EASY
-    assert hard.embedding_text is not None and HARD.startswith(hard.embedding_text)
-    assert len(hard.embedding_text) <= 256
-    # a vector already on the Exchange (say, the semantic cache's) is reused
-    again = exchange(EASY)
-    marker = np.zeros(384, dtype=np.float32)
-    marker[0] = 1.0
-    again.embedding, again.embedding_text = marker, EASY
-    decision = await setup.decide(again)
-    assert again.embedding is marker
-    assert decision.features["p_weak_ok"] != first.features["p_weak_ok"]
+    assert easy.embedding is None  # nothing embedded: the semantic cache owns that
 
 
 @needs_model
+def test_the_router_tokenizes_as_the_embedding_model_does() -> None:
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_file(os.path.join(str(MODEL_PATH), "tokenizer.json"))
+    reference.no_truncation()
+    reference.no_padding()
+    router = LearnedRouter.load()
+    for text in (EASY, HARD, DESIGN, "naïve Café: 3.14159 ≠ π, 東京 🙂", "def f(x): return x**2"):
+        assert router.token_ids(text) == reference.encode(text, add_special_tokens=False).ids
+
+
 async def test_learned_tiers_on_hand_written_prompts() -> None:
-    setup = RouterSetup(Settings(router="learned", embed_model_path=MODEL_PATH))
+    setup = RouterSetup(Settings(router="learned"))
     await setup.start()
     assert await setup.ready()
     assert (await setup.decide(exchange("hi there!"))).tier == "simple"
@@ -202,17 +209,14 @@ async def test_learned_tiers_on_hand_written_prompts() -> None:
     design = await setup.decide(exchange(DESIGN))
     assert design.tier == "complex" and design.features["rules_complex"] == 1.0
     # a strong share of 1 sends everything to the strong tier, 0 nothing
-    all_strong = RouterSetup(
-        Settings(router="learned", embed_model_path=MODEL_PATH, router_strong_share=1.0)
-    )
+    all_strong = RouterSetup(Settings(router="learned", router_strong_share=1.0))
     await all_strong.start()
     assert await all_strong.ready()
     assert (await all_strong.decide(exchange("hi there!"))).tier == "complex"
 
 
-@needs_model
 def test_sidecar_routes_with_the_learned_router(make_settings: Any, fake: FakeOpenAI) -> None:
-    settings = make_settings(router="learned", embed_model_path=MODEL_PATH)
+    settings = make_settings(router="learned")
     with ServerThread(create_app(settings)) as server:
         body = {"model": "large", "messages": [{"role": "user", "content": "hi there!"}]}
         response = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +110,6 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
               "--strong", "s"])  # fmt: skip
 
 
-@pytest.mark.skipif(
-    not os.environ.get("OPTIROUTE_EMBED_MODEL_PATH"), reason="needs the local embedding model"
-)
 def test_learned_router_through_the_middleware_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -137,11 +133,10 @@ def test_learned_router_through_the_middleware_path(
     assert summary["decision_ms_p50"] > 0.0
 
 
-def test_learned_router_without_a_model_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPTIROUTE_EMBED_MODEL_PATH", str(tmp_path / "missing"))
+def test_learned_router_without_readable_weights_is_an_error(tmp_path: Path) -> None:
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(b"garbage")
     data = write(tmp_path / "t.csv", [{"prompt": "x", "w": "1", "s": "0"}])
     with pytest.raises(SystemExit, match="learned router could not start"):
         main(["eval", "router", "--data", data, "--prompt-col", "prompt", "--weak", "w",
-              "--strong", "s", "--router", "learned"])  # fmt: skip
+              "--strong", "s", "--router", "learned", "--weights", str(weights)])  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from optiroute_mw.classify.evaluation import (  # noqa: E402
     summary,
 )
 from optiroute_mw.classify.learned import (  # noqa: E402
-    DEFAULT_EMBED_CHARS,
+    DEFAULT_TOKEN_CHARS,
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
     FORMAT_VERSION,
@@ -172,8 +171,7 @@ def test_packaged_weights_load_and_are_small() -> None:
     assert DEFAULT_WEIGHTS.is_file()
     assert DEFAULT_WEIGHTS.stat().st_size < 3_000_000
     router = LearnedRouter.load()
-    assert router.dim == 384
-    assert router.embed_chars == DEFAULT_EMBED_CHARS
+    assert router.token_chars == DEFAULT_TOKEN_CHARS
     # a quality target maps to a strong share through the out-of-sample curve
     share95 = router.share_for_quality(0.95)
     assert share95 is not None and 0.1 < share95 < 0.7
@@ -181,27 +179,21 @@ def test_packaged_weights_load_and_are_small() -> None:
     assert router.share_for_quality(1.0) <= 1.0  # type: ignore[operator]
 
 
-def test_embedding_text_is_the_head_cut_at_a_word() -> None:
+def test_token_ids_read_the_head_cut_at_a_word() -> None:
     router = LearnedRouter.load()
     short = "What is the capital of France?"
-    assert router.embedding_text(short) == short
-    long = "word " * 200
-    head = router.embedding_text(long)
-    assert len(head) <= DEFAULT_EMBED_CHARS and long.startswith(head)
-    assert head.endswith("word")
+    assert len(router.token_ids(short)) == 7  # what is the capital of france ?
+    long = "word " * 1000
+    assert router.token_ids(long) == router.token_ids(cut_text(long, DEFAULT_TOKEN_CHARS))
+    assert len(router.token_ids(long)) == len(cut_text(long, DEFAULT_TOKEN_CHARS).split())
     assert cut_text("x" * 1000, 10) == "x" * 10  # no space to cut at
 
 
 def test_probabilities_in_unit_interval() -> None:
     router = LearnedRouter.load()
-    rng = np.random.default_rng(1)
-    for text in ["hi", "what is 2+2", "x" * 5000, "Statement 1 | a\nA. 1\nB. 2\nAnswer:"]:
-        vec = rng.normal(size=384).astype(np.float32)
-        vec /= np.linalg.norm(vec)
-        p = router.predict_weak_ok(vec, text)
-        assert 0.0 <= p <= 1.0
-    with pytest.raises(ValueError, match="384"):
-        router.predict_weak_ok(np.zeros(10, dtype=np.float32), "hi")
+    texts = ["hi", "", "   ", "what is 2+2", "x" * 5000, "Statement 1 | a\nA. 1\nB. 2\nAnswer:"]
+    for text in [*texts, "東京 🙂 \x00�"]:
+        assert 0.0 <= router.predict_weak_ok(text) <= 1.0
 
 
 def test_threshold_for_strong_share_is_monotone() -> None:
@@ -216,14 +208,28 @@ def test_threshold_for_strong_share_is_monotone() -> None:
         router.threshold_for_strong_share(1.5)
 
 
-def _write_weights(path: Path, *, length_weight: float, calib_intercept: float) -> None:
-    dim = 4
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "four", "easy", "hard", "x", "##x"]
+
+
+def _write_weights(
+    path: Path,
+    *,
+    length_weight: float,
+    calib_intercept: float,
+    token_scores: object = None,
+    prior_tokens: float = 0.0,
+) -> None:
     np.savez(
         path,
         format_version=np.int64(FORMAT_VERSION),
-        dim=np.int64(dim),
         feature_names=np.array(FEATURE_NAMES),
-        coef=np.zeros((3, dim + len(FEATURE_NAMES))),
+        vocabulary=np.array("\n".join(VOCABULARY)),
+        token_scores=np.zeros((len(VOCABULARY), 3), dtype=np.float32)
+        if token_scores is None
+        else token_scores,
+        coef_text=np.zeros((3, len(FEATURE_NAMES))),
+        prior_tokens=np.float64(prior_tokens),
+        prior_scores=np.array([0.0, 0.0, 1.0]),
         intercept=np.zeros(3),
         gain_mean=0.0,
         gain_std=1.0,
@@ -233,6 +239,7 @@ def _write_weights(path: Path, *, length_weight: float, calib_intercept: float) 
         calib_slope=2.0,
         calib_intercept=calib_intercept,
         quantiles=np.array([0.2, 0.5, 0.9]),
+        token_chars=np.int64(DEFAULT_TOKEN_CHARS),
     )
 
 
@@ -242,14 +249,57 @@ def test_inference_formula_on_handmade_weights(tmp_path: Path) -> None:
     # the mean length, so the score is 0 and the probability is sigmoid(intercept).
     _write_weights(path, length_weight=1.0, calib_intercept=0.5)
     router = LearnedRouter.load(str(path))
-    vec = np.ones(4, dtype=np.float32) / 2
-    assert router.predict_weak_ok(vec, "four") == pytest.approx(1 / (1 + math.exp(-0.5)))
+    assert router.token_ids("four") == [4]
+    assert router.predict_weak_ok("four") == pytest.approx(1 / (1 + math.exp(-0.5)))
     # A longer prompt lowers the score by length_weight * (log1p(n) - log1p(4)).
     longer = "x" * 99
     expected = 2.0 * -(math.log1p(99) - math.log1p(4)) + 0.5
-    assert router.predict_weak_ok(vec, longer) == pytest.approx(1 / (1 + math.exp(-expected)))
+    assert router.predict_weak_ok(longer) == pytest.approx(1 / (1 + math.exp(-expected)))
     # Quantile table: share 0.25 lies halfway between levels 0 (0.2) and 0.5 (0.5).
     assert router.threshold_for_strong_share(0.25) == pytest.approx(0.35)
+
+
+def test_the_logits_are_the_mean_of_the_tokens_rows(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    table = np.zeros((len(VOCABULARY), 3), dtype=np.float32)
+    table[VOCABULARY.index("easy")] = [2.0, 0.0, 0.0]  # weak better
+    table[VOCABULARY.index("hard")] = [0.0, 0.0, 2.0]  # strong better
+    _write_weights(path, length_weight=0.0, calib_intercept=0.0, token_scores=table)
+    router = LearnedRouter.load(str(path))
+
+    def gain(logits: list[float]) -> float:
+        e = np.exp(np.array(logits))
+        p = e / e.sum()
+        return float(p[0] - p[2])
+
+    # score = gain (length weight 0, gain standardised with mean 0 and std 1)
+    assert router.routing_score("easy") == pytest.approx(gain([2, 0, 0]))
+    assert router.routing_score("hard") == pytest.approx(gain([0, 0, 2]))
+    assert router.routing_score("easy hard") == pytest.approx(0.0)  # rows cancel out
+    assert router.routing_score("easy easy hard four") == pytest.approx(gain([1, 0, 0.5]))
+    assert router.routing_score("EASY") == router.routing_score("easy")  # uncased
+    assert router.routing_score("") == pytest.approx(0.0)  # no tokens: a zero row
+    assert router.predict_weak_ok("easy") > 0.5 > router.predict_weak_ok("hard")
+    # pseudo-tokens of the prior row (0, 0, 1) count as that many more tokens
+    _write_weights(
+        path, length_weight=0.0, calib_intercept=0.0, token_scores=table, prior_tokens=2.0
+    )
+    router = LearnedRouter.load(str(path))
+    assert router.routing_score("easy easy") == pytest.approx(gain([1, 0, 0.5]))
+    assert router.routing_score("") == pytest.approx(gain([0, 0, 1]))  # the prior alone
+
+
+def test_weights_of_another_format_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    _write_weights(path, length_weight=1.0, calib_intercept=0.0)
+    with np.load(path) as data:
+        old = {k: data[k] for k in data.files}
+    np.savez(path, **{**old, "format_version": np.int64(1)})
+    with pytest.raises(ValueError, match="format 1"):
+        LearnedRouter.load(str(path))
+    np.savez(path, **{**old, "token_scores": np.zeros((3, 3), dtype=np.float32)})
+    with pytest.raises(ValueError, match="token table"):
+        LearnedRouter.load(str(path))
 
 
 def test_feature_vector_shape() -> None:
@@ -260,13 +310,7 @@ def test_feature_vector_shape() -> None:
     assert text_features("Q\nA. 1\nB. 2")[FEATURE_NAMES.index("multiple_choice")] == 1.0
 
 
-@pytest.mark.skipif(
-    not os.environ.get("OPTIROUTE_EMBED_MODEL_PATH"), reason="needs the local embedding model"
-)
 def test_hard_prompt_ranked_below_trivial_one() -> None:
-    from optiroute_mw.embedding import Embedder
-
-    embedder = Embedder.from_env()
     router = LearnedRouter.load()
     easy = "what is 2+2"
     hard = (
@@ -275,6 +319,4 @@ def test_hard_prompt_ranked_below_trivial_one() -> None:
         "expanding (n+1)^3 and simplifying the algebra at each stage, and finally use the "
         "result to compute the sum of the cubes of the first 50 odd numbers."
     )
-    p_easy = router.predict_weak_ok(embedder.embed_one(easy), easy)
-    p_hard = router.predict_weak_ok(embedder.embed_one(hard), hard)
-    assert 0.0 <= p_hard < p_easy <= 1.0
+    assert 0.0 <= router.predict_weak_ok(hard) < router.predict_weak_ok(easy) <= 1.0

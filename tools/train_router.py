@@ -9,12 +9,16 @@ RouteLLM's contaminated prompts dropped.  Every figure printed is out-of-sample:
 * GSM8K: prompts are split into ``--folds`` folds; each is scored by a model trained
   on the other folds plus all of MMLU.
 
+Token vectors are distilled from the embedding model in ``--model-dir`` (default
+``OPTIROUTE_EMBED_MODEL_PATH``; fastembed's download folder works too): every vocabulary
+token is run through the model once, as ``[CLS] token [SEP]``, and its output vector
+kept (L2-normalised); about 10 s on two cores, cached under ``--cache-dir``.  A prompt's
+vector is the mean over the tokens of its first ``--token-chars`` characters, exactly as
+:class:`optiroute_mw.classify.learned.LearnedRouter` computes it when serving.
+
 Output: one JSON object per line (the cross-validated figures of the learned router and
 of the baselines: random, the rule classifier, length alone, the oracle; see
 ``optiroute_mw.classify.evaluation.summary`` for the definitions), then the saved file.
-Prompts are embedded as the router embeds them in serving (their first
-``--embed-chars`` characters); embeddings are cached under ``--cache-dir``, outside the
-repository, so each data set is embedded once.
 
 ``--export-fold K --export-dir DIR`` also writes, for the eval command, weights trained
 without MMLU subject group K and GSM8K fold K, and those held-out rows as CSV files:
@@ -46,13 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optiroute_mw.classify.evaluation import routed_quality_curve, summary
 from optiroute_mw.classify.learned import (
-    DEFAULT_EMBED_CHARS,
+    DEFAULT_PRIOR_TOKENS,
+    DEFAULT_TOKEN_CHARS,
     FEATURE_NAMES,
     FORMAT_VERSION,
     LENGTH_FEATURE,
     LearnedRouter,
     cut_text,
     text_features,
+    wordpiece_tokenizer,
 )
 from optiroute_mw.classify.rules import RuleClassifier
 from optiroute_mw.wire import parse_request
@@ -84,44 +90,84 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def embed_cached(prompts: list[str], cache_dir: Path, tag: str) -> F64:
-    """Embed ``prompts`` once; later runs read ``cache_dir/<tag>_<hash>.npy``."""
-    model = os.environ.get("OPTIROUTE_EMBED_MODEL_PATH") or os.environ.get(
-        "OPTIROUTE_EMBED_MODEL", "default"
-    )
-    digest = hashlib.sha256("\x00".join(prompts).encode()).hexdigest()[:16]
-    model_tag = hashlib.sha256(model.encode()).hexdigest()[:8]
-    path = cache_dir / f"{tag}_{digest}_{model_tag}.npy"
+@dataclass
+class TokenVectors:
+    vocabulary: list[str]
+    vectors: F64  # (vocabulary, dim), L2-normalised
+    prior: F64 | None = None  # the mean token vector of the training prompts
+
+
+def token_vectors(model_dir: Path, cache_dir: Path) -> TokenVectors:
+    """Every vocabulary token's output vector, computed once and cached by model file."""
+    import onnxruntime as ort  # the semantic extra
+
+    vocab_map = json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    vocabulary = [""] * len(vocab_map)
+    for token, i in vocab_map.items():
+        vocabulary[i] = token
+    model_file = model_dir / "model.onnx"
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+    path = cache_dir / f"token_vectors_{digest}.npy"
     if path.exists():
-        cached: F64 = np.asarray(np.load(path), dtype=np.float64)
-        return cached
-    from optiroute_mw.embedding import Embedder
-
+        return TokenVectors(vocabulary, np.asarray(np.load(path), dtype=np.float64))
     started = time.perf_counter()
-    vectors = Embedder.from_env().embed(prompts)
+    session = ort.InferenceSession(str(model_file))
+    cls_id, sep_id = vocab_map["[CLS]"], vocab_map["[SEP]"]
+    rows = []
+    for start in range(0, len(vocabulary), 1024):
+        ids = np.arange(start, min(len(vocabulary), start + 1024))
+        batch = np.stack([np.full(ids.size, cls_id), ids, np.full(ids.size, sep_id)], axis=1)
+        feeds = {
+            "input_ids": batch.astype(np.int64),
+            "attention_mask": np.ones_like(batch, dtype=np.int64),
+            "token_type_ids": np.zeros_like(batch, dtype=np.int64),
+        }
+        rows.append(session.run(None, feeds)[0][:, 1])  # the token's own position
+    out = np.vstack(rows)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    took = round(time.perf_counter() - started)
-    print(json.dumps({"embedded": tag, "rows": len(prompts), "s": took}), file=sys.stderr)
-    return vectors.astype(np.float64)
+    np.save(path, out)
+    took = round(time.perf_counter() - started, 1)
+    print(json.dumps({"token_vectors": len(vocabulary), "s": took}), file=sys.stderr)
+    return TokenVectors(vocabulary, out.astype(np.float64))
 
 
-def load_bench(data_dir: Path, cache_dir: Path, embed_chars: int) -> tuple[Bench, Bench]:
-    out = []
-    for name, file in FILES:
+def token_sums(prompts: list[str], tokens: TokenVectors, token_chars: int) -> tuple[F64, F64]:
+    """Each prompt head's sum of token vectors, and its token count."""
+    tokenizer = wordpiece_tokenizer(tokens.vocabulary)
+    heads = [cut_text(p, token_chars) if token_chars else p for p in prompts]
+    encoded = tokenizer.encode_batch(heads, add_special_tokens=False)
+    sums = np.array([tokens.vectors[e.ids].sum(axis=0) for e in encoded])
+    return sums, np.array([len(e.ids) for e in encoded], dtype=np.float64)
+
+
+def load_bench(
+    data_dir: Path, tokens: TokenVectors, args: argparse.Namespace
+) -> tuple[Bench, Bench]:
+    """Both benches; a prompt's vector is its tokens' mean shrunk towards the corpus mean
+    by ``--prior-tokens`` pseudo-tokens (``tokens.prior`` is set here), as served."""
+    rows, prompts, sums, counts = [], [], [], []
+    for _, file in FILES:
         kept = [r for r in read_csv(data_dir / file) if r["contaminated"] != "True"]
-        prompts = [r["prompt"] for r in kept]
-        cut = [cut_text(p, embed_chars) if embed_chars else p for p in prompts]
+        rows.append(kept)
+        prompts.append([r["prompt"] for r in kept])
+        total, n = token_sums(prompts[-1], tokens, args.token_chars)
+        sums.append(total)
+        counts.append(n)
+    tokens.prior = np.vstack(sums).sum(axis=0) / np.concatenate(counts).sum()
+    k = args.prior_tokens
+    out = []
+    for (name, _), kept, texts, total, n in zip(FILES, rows, prompts, sums, counts, strict=True):
         out.append(
             Bench(
                 name=name,
                 rows=kept,
-                prompts=prompts,
+                prompts=texts,
                 weak=np.array([r["mixtral_8x7b_correct"] == "True" for r in kept], dtype=float),
                 strong=np.array([r["gpt4_1106_correct"] == "True" for r in kept], dtype=float),
                 groups=np.array([r.get("subject", name) for r in kept]),
-                emb=embed_cached(cut, cache_dir, f"{name}_cut{embed_chars}"),
-                feats=np.array([text_features(p) for p in prompts]),
+                emb=(total + k * tokens.prior) / (n + k)[:, None],
+                feats=np.array([text_features(p) for p in texts]),
             )
         )
     return out[0], out[1]
@@ -282,9 +328,18 @@ def report(mmlu: Bench, gsm: Bench, oof_m: F64, oof_g: F64, args: argparse.Names
 
 
 def save(
-    path: Path, mmlu: Bench, gsm: Bench, oof: tuple[F64, F64], args: argparse.Namespace
+    path: Path,
+    mmlu: Bench,
+    gsm: Bench,
+    oof: tuple[F64, F64],
+    tokens: TokenVectors,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Fit on ``mmlu`` + ``gsm`` and save; the calibration and curves come from ``oof``."""
+    """Fit on ``mmlu`` + ``gsm`` and save; the calibration and curves come from ``oof``.
+
+    The regression's embedding weights are folded into the token table (its logits are
+    linear in the mean token vector), so serving needs three numbers per token.
+    """
     weak, strong = np.r_[mmlu.weak, gsm.weak], np.r_[mmlu.strong, gsm.strong]
     oof_all = np.r_[oof[0], oof[1]]
     slope, intercept = calibrate(oof_all, weak, strong)
@@ -292,14 +347,18 @@ def save(
     everything = [(mmlu, np.arange(len(mmlu.weak))), (gsm, np.arange(len(gsm.weak)))]
     final = fit_on(everything, args)
     emb, feats = np.vstack([mmlu.emb, gsm.emb]), np.vstack([mmlu.feats, gsm.feats])
+    dim = emb.shape[1]
     prob = 1.0 / (1.0 + np.exp(-(slope * routing_score(final, emb, feats) + intercept)))
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         path,
         format_version=np.int64(FORMAT_VERSION),
-        dim=np.int64(emb.shape[1]),
         feature_names=np.array(FEATURE_NAMES),
-        coef=final.coef,
+        vocabulary=np.array("\n".join(tokens.vocabulary)),
+        token_scores=(tokens.vectors @ final.coef[:, :dim].T).astype(np.float32),
+        coef_text=final.coef[:, dim:],
+        prior_tokens=np.float64(args.prior_tokens),
+        prior_scores=final.coef[:, :dim] @ tokens.prior,
         intercept=final.intercept,
         gain_mean=final.gain_mean,
         gain_std=final.gain_std,
@@ -310,7 +369,7 @@ def save(
         calib_intercept=intercept,
         quantiles=np.quantile(prob, np.linspace(0, 1, QUANTILE_LEVELS)),
         quality_curve=quality / quality[-1],
-        embed_chars=np.int64(args.embed_chars),
+        token_chars=np.int64(args.token_chars),
         trained_on=np.array("routellm_evals mmlu+gsm8k (contaminated rows dropped)"),
         c=args.C,
         seed=np.int64(args.seed),
@@ -319,13 +378,13 @@ def save(
     router = LearnedRouter.load(str(path))
     texts = mmlu.prompts + gsm.prompts
     probe = [0, len(mmlu.weak) // 2, len(mmlu.weak) + 1]
-    got = np.array([router.predict_weak_ok(emb[i], texts[i]) for i in probe])
-    if not np.allclose(got, prob[probe], atol=1e-9):
+    got = np.array([router.predict_weak_ok(texts[i]) for i in probe])
+    if not np.allclose(got, prob[probe], atol=1e-6):  # the table is float32
         raise SystemExit(f"inference mismatch: {got} vs {prob[probe]}")
     return {"saved": str(path), "bytes": path.stat().st_size, "train_rows": len(texts)}
 
 
-def export_fold(mmlu: Bench, gsm: Bench, args: argparse.Namespace) -> None:
+def export_fold(mmlu: Bench, gsm: Bench, tokens: TokenVectors, args: argparse.Namespace) -> None:
     """Weights trained without fold K, and fold K's rows as CSV, for the eval command."""
     test_m, test_g = folds(mmlu, gsm, args)[args.export_fold]
     train_m = np.setdiff1d(np.arange(len(mmlu.weak)), test_m)
@@ -333,7 +392,9 @@ def export_fold(mmlu: Bench, gsm: Bench, args: argparse.Namespace) -> None:
     sub_m, sub_g = subset(mmlu, train_m), subset(gsm, train_g)
     oof_m, oof_g, _ = cross_validate(sub_m, sub_g, args)
     out = args.export_dir
-    info = save(out / f"weights_fold{args.export_fold}.npz", sub_m, sub_g, (oof_m, oof_g), args)
+    info = save(
+        out / f"weights_fold{args.export_fold}.npz", sub_m, sub_g, (oof_m, oof_g), tokens, args
+    )
     for bench, test in ((mmlu, test_m), (gsm, test_g)):
         target = out / f"{bench.name}_heldout_fold{args.export_fold}.csv"
         with target.open("w", newline="", encoding="utf-8") as fh:
@@ -367,21 +428,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--C", type=float, default=0.001, help="inverse L2 strength")
     ap.add_argument("--length-weight", type=float, default=1.0)
-    ap.add_argument("--embed-chars", type=int, default=DEFAULT_EMBED_CHARS)
+    ap.add_argument("--token-chars", type=int, default=DEFAULT_TOKEN_CHARS)
+    ap.add_argument(
+        "--prior-tokens",
+        type=float,
+        default=DEFAULT_PRIOR_TOKENS,
+        help="pseudo-tokens of the corpus mean added to every prompt (short prompts)",
+    )
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        default=os.environ.get("OPTIROUTE_EMBED_MODEL_PATH"),
+        help="embedding model folder (model.onnx, tokenizer.json)",
+    )
     ap.add_argument("--export-fold", type=int, help="also export fold K for the eval command")
     ap.add_argument("--export-dir", type=Path, default=Path("/tmp/optiroute_router_folds"))
     ap.add_argument("--no-save", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
 
-    mmlu, gsm = load_bench(args.data_dir, args.cache_dir, args.embed_chars)
+    if args.model_dir is None:
+        ap.error("--model-dir or OPTIROUTE_EMBED_MODEL_PATH: the embedding model's folder")
+    tokens = token_vectors(Path(args.model_dir), args.cache_dir)
+    mmlu, gsm = load_bench(args.data_dir, tokens, args)
     oof_m, oof_g, per_fold = cross_validate(mmlu, gsm, args)
     report(mmlu, gsm, oof_m, oof_g, args)
     for i, fold in enumerate(per_fold):
         print(json.dumps({"bench": "mmlu", "router": "learned", "fold": i, **fold}))
     if not args.no_save:
-        print(json.dumps(save(args.out, mmlu, gsm, (oof_m, oof_g), args)))
+        print(json.dumps(save(args.out, mmlu, gsm, (oof_m, oof_g), tokens, args)))
     if args.export_fold is not None:
-        export_fold(mmlu, gsm, args)
+        export_fold(mmlu, gsm, tokens, args)
     return 0
 
 

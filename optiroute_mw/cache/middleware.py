@@ -236,6 +236,6 @@ def _reuse_vector(exchange: Exchange, probe: Probe) -> None:
 
 
 def _share_vector(exchange: Exchange, probe: Probe) -> None:
-    """Leave the embedding on the Exchange for the later stages (the learned router)."""
+    """Leave the embedding on the Exchange for the store after the answer, and any later stage."""
     if probe.vector is not None and exchange.embedding is None:
         exchange.embedding, exchange.embedding_text = probe.vector, probe.text

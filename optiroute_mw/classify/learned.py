@@ -1,37 +1,47 @@
 """The learned router: how likely is the weak model's answer to be good enough?
 
-A prompt is described by its sentence embedding (384-d, ``optiroute_mw.embedding``) and a
-few cheap text features (:func:`text_features`).  A multinomial logistic regression
-predicts, for the weak/strong model pair it was trained on, which of three outcomes is
-expected: the weak model does better, both do equally well (both right or both wrong),
-or the strong model does better.  The routing score is the expected weak-minus-strong
-outcome ``P(weak better) - P(strong better)``, blended with the prompt's length (the one
-signal that held up on subjects the model never saw), then mapped by a fitted sigmoid to
-the probability that the weak answer is at least as good as the strong one.
+A prompt is described by a static embedding of its tokens and a few cheap text features
+(:func:`text_features`).  The token vectors are distilled from the embedding model the
+semantic cache uses (all-MiniLM-L6-v2): ``tools/train_router.py`` runs the model once on
+every vocabulary token, and the prompt's vector is the mean of its tokens' vectors.  Running
+the transformer per request cost about 12 ms on an MMLU prompt here (0.2 ms a token); the
+static vectors cost a tokenizer pass, and the routing figures stayed within noise of the
+transformer's (see the README).
 
-Ranking by that gain, not by the weak model's accuracy alone, matters: on a prompt both
-models get wrong, calling the strong model buys nothing.
+A multinomial logistic regression predicts, for the weak/strong model pair it was trained
+on, which of three outcomes is expected: the weak model does better, both do equally well
+(both right or both wrong), or the strong model does better.  The routing score is the
+expected weak-minus-strong outcome ``P(weak better) - P(strong better)``, blended with the
+prompt's length (the one signal that held up on subjects the model never saw), then mapped
+by a fitted sigmoid to the probability that the weak answer is at least as good as the
+strong one.  Ranking by that gain, not by the weak model's accuracy alone, matters: on a
+prompt both models get wrong, calling the strong model buys nothing.
 
-Everything needed at inference is in the ``.npz`` beside this module (see
-``tools/train_router.py``, which rebuilds it).  Inference is pure numpy: one 3x398
-matrix-vector product and a handful of regular expressions.  The embedding sees at most
-the first ``embed_chars`` characters of the prompt (:meth:`LearnedRouter.embedding_text`,
-cut at a word boundary), in training as in serving: the encoder's cost grows with every
-token, and the routing figures did not move when prompts were cut at 256 characters.
+The regression is linear in the mean token vector, so its weights are folded into the token
+table: each vocabulary token carries three numbers, and a prompt's logits are the mean of
+its tokens' rows (with ``prior_tokens`` rows of the training mean mixed in) plus the text
+features' part.  Everything needed at inference (the
+WordPiece vocabulary, the folded table, the calibration) is in the ``.npz`` beside this
+module, a few hundred KB; the model itself is never loaded to route.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 DEFAULT_WEIGHTS: Final = Path(__file__).with_name("router_weights.npz")
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+N_OUTCOMES: Final = 3
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _OPERATOR = re.compile(
@@ -60,7 +70,11 @@ FEATURE_NAMES: Final = (
     "percent_or_money",
 )
 LENGTH_FEATURE: Final = 0  # index of log_chars, the feature blended into the score
-DEFAULT_EMBED_CHARS: Final = 256
+DEFAULT_TOKEN_CHARS: Final = 2048  # the head that is tokenized; a longer paste saturates
+# Pseudo-tokens of the training prompts' mean vector added to every prompt: the mean of a
+# few tokens lies far from any training prompt's and would decide alone ("hi there!" went
+# to the strong tier without it); a long prompt's own tokens outweigh it.
+DEFAULT_PRIOR_TOKENS: Final = 16.0
 MAX_FEATURE_CHARS: Final = 16_384  # the surface features of a longer paste saturate anyway
 
 
@@ -101,6 +115,26 @@ def text_features(text: str) -> npt.NDArray[np.float64]:
     )
 
 
+def wordpiece_tokenizer(vocabulary: Sequence[str]) -> Tokenizer:
+    """The embedding model's tokenizer (BERT uncased WordPiece) rebuilt from its vocabulary.
+
+    The same normaliser, pre-tokenizer and model as the model folder's ``tokenizer.json``,
+    so the router needs no model files to route (checked token for token in the tests).
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    ids = {token: i for i, token in enumerate(vocabulary)}
+    tokenizer = Tokenizer(WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    tokenizer.pre_tokenizer = BertPreTokenizer()
+    return tokenizer
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -111,20 +145,28 @@ def _sigmoid(x: float) -> float:
 class LearnedRouter:
     """Predicts the probability that the weak model suffices for a prompt.
 
-    ``coef`` (3 x (dim + features)) and ``intercept`` (3) already include the input
-    standardisation; class order is (weak better, tie, strong better).  The expected
-    gain ``m = p0 - p2`` is standardised with ``gain_mean``/``gain_std`` and blended
-    with the standardised ``log_chars`` (weight ``length_weight``, longer = harder);
+    ``token_scores`` (vocabulary x 3) holds each token's part of the three logits (the
+    regression's embedding weights folded into the distilled token vectors);
+    ``prior_scores`` (3) is the row of the training prompts' mean token vector, mixed in
+    as ``prior_tokens`` pseudo-tokens; ``coef_text`` (3 x text features) and
+    ``intercept`` (3) the rest, standardisation included; class order is (weak better,
+    tie, strong better).  The expected gain ``m = p0 - p2`` is standardised with
+    ``gain_mean``/``gain_std`` and blended with the standardised ``log_chars`` (weight
+    ``length_weight``, longer = harder);
     ``calib_slope``/``calib_intercept`` turn the blend into a probability.
-    ``quantiles`` holds the predicted probabilities of the training prompts at
-    evenly spaced levels, for :meth:`threshold_for_strong_share`.
+    ``quantiles`` holds the predicted probabilities of the training prompts at evenly
+    spaced levels, for :meth:`threshold_for_strong_share`.
     """
 
     def __init__(
         self,
-        coef: npt.NDArray[np.float64],
+        token_scores: npt.NDArray[np.floating],
+        vocabulary: Sequence[str],
+        coef_text: npt.NDArray[np.float64],
         intercept: npt.NDArray[np.float64],
         *,
+        prior_scores: npt.NDArray[np.float64],
+        prior_tokens: float = DEFAULT_PRIOR_TOKENS,
         gain_mean: float,
         gain_std: float,
         length_mean: float,
@@ -133,21 +175,25 @@ class LearnedRouter:
         calib_slope: float,
         calib_intercept: float,
         quantiles: npt.NDArray[np.float64],
-        dim: int,
-        embed_chars: int = DEFAULT_EMBED_CHARS,
+        token_chars: int = DEFAULT_TOKEN_CHARS,
         quality_curve: npt.NDArray[np.float64] | None = None,
     ) -> None:
-        n_features = len(FEATURE_NAMES)
-        if coef.shape != (3, dim + n_features) or intercept.shape != (3,):
-            raise ValueError(f"bad weight shapes {coef.shape}, {intercept.shape} for dim {dim}")
+        if token_scores.shape != (len(vocabulary), N_OUTCOMES):
+            raise ValueError(f"token table {token_scores.shape} for {len(vocabulary)} tokens")
+        if coef_text.shape != (N_OUTCOMES, len(FEATURE_NAMES)) or intercept.shape != (3,):
+            raise ValueError(f"bad weight shapes {coef_text.shape}, {intercept.shape}")
+        if prior_scores.shape != (N_OUTCOMES,) or prior_tokens < 0:
+            raise ValueError("bad prior")
         if quantiles.ndim != 1 or quantiles.size < 2:
             raise ValueError("quantile table needs at least two levels")
         if gain_std <= 0 or length_std <= 0:
             raise ValueError("standard deviations must be positive")
-        self.dim = dim
-        self._coef_vec = np.ascontiguousarray(coef[:, :dim])
-        self._coef_text = np.ascontiguousarray(coef[:, dim:])
+        self._token_scores = np.ascontiguousarray(token_scores, dtype=np.float64)
+        self._tokenizer = wordpiece_tokenizer(vocabulary)
+        self._coef_text = coef_text
         self._intercept = intercept
+        self._prior = prior_tokens * prior_scores  # the pseudo-tokens' summed rows
+        self._prior_tokens = prior_tokens
         self._gain_mean = gain_mean
         self._gain_std = gain_std
         self._length_mean = length_mean
@@ -156,7 +202,7 @@ class LearnedRouter:
         self._calib_slope = calib_slope
         self._calib_intercept = calib_intercept
         self._quantiles = np.maximum.accumulate(quantiles)
-        self.embed_chars = embed_chars
+        self.token_chars = token_chars
         # routed quality / all-strong quality at evenly spaced strong shares (out of sample)
         self._quality_curve = quality_curve
 
@@ -171,8 +217,12 @@ class LearnedRouter:
             if names != FEATURE_NAMES:
                 raise ValueError("router weights were trained on other text features")
             return cls(
-                np.asarray(data["coef"], dtype=np.float64),
+                np.asarray(data["token_scores"]),
+                str(data["vocabulary"]).split("\n"),
+                np.asarray(data["coef_text"], dtype=np.float64),
                 np.asarray(data["intercept"], dtype=np.float64),
+                prior_scores=np.asarray(data["prior_scores"], dtype=np.float64),
+                prior_tokens=float(data["prior_tokens"]),
                 gain_mean=float(data["gain_mean"]),
                 gain_std=float(data["gain_std"]),
                 length_mean=float(data["length_mean"]),
@@ -181,20 +231,25 @@ class LearnedRouter:
                 calib_slope=float(data["calib_slope"]),
                 calib_intercept=float(data["calib_intercept"]),
                 quantiles=np.asarray(data["quantiles"], dtype=np.float64),
-                dim=int(data["dim"]),
-                embed_chars=int(data["embed_chars"]) if "embed_chars" in data else 0,
+                token_chars=int(data["token_chars"]),
                 quality_curve=np.asarray(data["quality_curve"], dtype=np.float64)
                 if "quality_curve" in data
                 else None,
             )
 
-    def routing_score(self, vector: npt.NDArray[np.floating], text: str) -> float:
+    def token_ids(self, text: str) -> list[int]:
+        """The WordPiece ids of the head of ``text`` the router reads (no [CLS]/[SEP])."""
+        head = cut_text(text, self.token_chars) if self.token_chars > 0 else text
+        ids: list[int] = self._tokenizer.encode(head, add_special_tokens=False).ids
+        return ids
+
+    def routing_score(self, text: str) -> float:
         """The uncalibrated blend; higher means the weak model is the safer bet."""
-        v = np.asarray(vector, dtype=np.float64).reshape(-1)
-        if v.size != self.dim:
-            raise ValueError(f"expected a {self.dim}-d embedding, got {v.size}")
+        ids = self.token_ids(text)
+        n = len(ids) + self._prior_tokens
+        tokens = (self._token_scores[ids].sum(axis=0) + self._prior) / n if n else self._prior
         feats = text_features(text[:MAX_FEATURE_CHARS])
-        logits = self._coef_vec @ v + self._coef_text @ feats + self._intercept
+        logits = tokens + self._coef_text @ feats + self._intercept
         logits -= logits.max()
         p = np.exp(logits)
         p /= p.sum()
@@ -202,13 +257,10 @@ class LearnedRouter:
         length = (float(feats[LENGTH_FEATURE]) - self._length_mean) / self._length_std
         return gain - self._length_weight * length
 
-    def predict_weak_ok(self, vector: npt.NDArray[np.floating], text: str) -> float:
-        """Probability that the weak model's answer is at least as good as the strong one's.
-
-        ``vector`` is the prompt's L2-normalised embedding (``Embedder.embed_one``) and
-        ``text`` the same prompt.  Route to the strong model when this is low.
-        """
-        score = self.routing_score(vector, text)
+    def predict_weak_ok(self, text: str) -> float:
+        """Probability that the weak model's answer to ``text`` is at least as good as the
+        strong one's.  Route to the strong model when this is low."""
+        score = self.routing_score(text)
         return _sigmoid(self._calib_slope * score + self._calib_intercept)
 
     def threshold_for_strong_share(self, share: float) -> float:
@@ -227,10 +279,6 @@ class LearnedRouter:
             return math.nextafter(1.0, math.inf)  # everything scores below this
         levels = np.linspace(0.0, 1.0, self._quantiles.size)
         return float(np.interp(share, levels, self._quantiles))
-
-    def embedding_text(self, text: str) -> str:
-        """What to embed for ``text``: its head, as in training (0: the whole text)."""
-        return cut_text(text, self.embed_chars) if self.embed_chars > 0 else text
 
     def share_for_quality(self, target: float) -> float | None:
         """The least strong share whose routed quality reached ``target`` x all-strong.

@@ -2,12 +2,13 @@
 
 * :class:`RulesRouter`: the rule score (``rules.py``), in tens of microseconds, no
   dependencies; every other classifier falls back to it.
-* :class:`LearnedClassifier`: embeds the last user message once (in a worker thread),
-  keeps the vector on the Exchange for the semantic cache, and asks the learned model
-  (``learned.py``) for P(weak model suffices); :class:`TierCuts` maps that probability
-  to a tier.  The rule classifier's ``complex`` stays a floor: the learned model knows
-  exam questions and word problems (its training data), not system-design briefs or
-  multi-part coding tasks, and the rules catch those.  On the training benchmarks the
+* :class:`LearnedClassifier`: asks the learned model (``learned.py``: distilled token
+  vectors of the embedding model, folded into a table, plus text features) for
+  P(weak model suffices) of the last user message, in a fraction of a millisecond on the
+  event loop; :class:`TierCuts` maps that probability to a tier.  The rule classifier's
+  ``complex`` stays a floor: the learned model knows exam questions and word problems
+  (its training data), not system-design briefs or multi-part coding tasks, and the
+  rules catch those.  On the training benchmarks the
   floor adds about 1.5% strong calls (MMLU) and 0.5% (GSM8K) at the same quality.
 """
 
@@ -20,8 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..exchange import Classification, Exchange
 from .rules import RuleClassifier
 
-if TYPE_CHECKING:  # numpy and fastembed are optional (the semantic extra)
-    from ..embedding import Embedder
+if TYPE_CHECKING:  # numpy and tokenizers are optional (the semantic extra)
     from .learned import LearnedRouter
 
 FailureHook = Callable[[str, BaseException | None], None]
@@ -78,19 +78,17 @@ class TierCuts:
 
 
 class LearnedClassifier:
-    """Embedding + learned model; the rules answer whenever that cannot."""
+    """The learned model's tiers; the rules answer whenever it cannot."""
 
     def __init__(
         self,
         model: LearnedRouter,
-        embedder: Embedder,
         cuts: TierCuts,
         *,
         rules: RuleClassifier | None = None,
         on_failure: FailureHook | None = None,
     ) -> None:
         self.model = model
-        self.embedder = embedder
         self.cuts = cuts
         self.rules = rules or RuleClassifier()
         self.fallback = RulesRouter(self.rules)
@@ -102,21 +100,10 @@ class LearnedClassifier:
 
     async def decide(self, exchange: Exchange) -> Classification:
         text = exchange.request.last_user_text()
-        if not text.strip() or not self.embedder.loaded:
+        if not text.strip():
             return await self.fallback.decide(exchange)
-        window = self.model.embedding_text(text)
         try:
-            vector = exchange.embedding
-            seen = exchange.embedding_text
-            # a vector of this text, or of a longer head of it, is as good as ours
-            if (
-                vector is None
-                or seen is None
-                or not (len(seen) >= len(window) and text.startswith(seen))
-            ):
-                vector = await self.embedder.aembed_one(window)
-                exchange.embedding, exchange.embedding_text = vector, window
-            p = self.model.predict_weak_ok(vector, text)
+            p = self.model.predict_weak_ok(text)
         except Exception as exc:  # a side system never fails the call
             self._fail("learned router failed", exc)
             return await self.fallback.decide(exchange)

@@ -2,10 +2,10 @@
 
 Each row of the CSV becomes a chat request (several ``--prompt-col`` columns are user
 turns of one conversation) and is classified through the same router object, and the
-same ``decide`` call, that the classify stage runs (embedding included, in a worker
-thread).  The router's score orders the prompts (learned: P(weak suffices), with the
-rules' complex floor first; rules: the negated rule score; random: uniform); sending the
-fraction ``f`` with the lowest scores to the strong model gives the routed quality.
+same ``decide`` call, that the classify stage runs.  The router's score orders the
+prompts (learned: P(weak suffices), with the rules' complex floor first; rules: the
+negated rule score; random: uniform); sending the fraction ``f`` with the lowest scores
+to the strong model gives the routed quality.
 One JSON object per swept threshold, then the summary (the definitions are in
 ``optiroute_mw.classify.evaluation``).
 """
@@ -131,8 +131,8 @@ async def score_all(
     await setup.start()
     if args.router == "learned" and not await setup.ready():
         raise SystemExit(
-            "optiroute-mw eval router: the learned router could not start (is "
-            "OPTIROUTE_EMBED_MODEL_PATH set to a local embedding model?)"
+            "optiroute-mw eval router: the learned router could not start (are numpy and "
+            "tokenizers installed, and the weights readable?)"
         )
     scores: list[float] = []
     times: list[float] = []
@@ -143,7 +143,7 @@ async def score_all(
         decision = await setup.decide(exchange)
         times.append((time.perf_counter() - started) * 1e3)
         if args.router == "learned" and decision.source != "learned":
-            fallbacks += 1  # nothing to embed (an empty prompt): ranked in the middle
+            fallbacks += 1  # nothing to read (an empty prompt): ranked in the middle
             scores.append(0.5)
         else:
             scores.append(routing_order_score(decision))
