@@ -1,4 +1,4 @@
-"""Local sentence embeddings shared by the semantic cache and the learned router.
+"""Local sentence embeddings for the semantic cache (and the router's training script).
 
 fastembed runs the ONNX model on the CPU.  ``OPTIROUTE_EMBED_MODEL_PATH`` points at
 a local model folder (no download); otherwise fastembed's normal download of
