@@ -22,27 +22,14 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
+
+from prompt_text import SHARED_MODEL, text_of
 
 from optiroute_mw.classify.setup import RouterSetup
 from optiroute_mw.exchange import Exchange
 from optiroute_mw.settings import Settings
 from optiroute_mw.wire import parse_request
-
-SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared/models/all-MiniLM-L6-v2-onnx"
-PROSE = (
-    "A train leaves Boston at 3 pm travelling at 60 miles per hour, and a second train "
-    "leaves New York an hour later at 80 miles per hour on the same track. Which of the "
-    "following best explains why the committee postponed the vote on the tax reform? "
-    "(A) The budget office had not published its estimate. (B) Two members were absent. "
-    "(C) The chair wanted more public hearings. (D) The bill had been amended overnight. "
-    "Explain your reasoning step by step and give the final answer as a single letter. "
-)
-
-
-def text_of(chars: int) -> str:
-    return (PROSE * (chars // len(PROSE) + 1))[:chars]
 
 
 def exchange_for(text: str) -> Exchange:
