@@ -310,6 +310,28 @@ def test_feature_vector_shape() -> None:
     assert text_features("Q\nA. 1\nB. 2")[FEATURE_NAMES.index("multiple_choice")] == 1.0
 
 
+def test_word_problem_features() -> None:
+    text = (
+        "Each box holds 12 apples and costs $3.50. Tom buys 3 boxes, then gives half "
+        "of the apples away. How many apples are left? Use 1/2 for half."
+    )
+    feats = text_features(text)
+
+    def value(name: str) -> float:
+        return float(feats[FEATURE_NAMES.index(name)])
+
+    # 12, 3.50, 3, 1, 2: five distinct quantities (3 and 3.50 differ), the largest 12
+    assert value("log_distinct_numbers") == pytest.approx(math.log1p(5))
+    assert value("log_max_number") == pytest.approx(math.log1p(12))
+    assert value("log_fractions") == pytest.approx(math.log1p(2))  # 3.50 and 1/2
+    # each, then, half, how many, left, half
+    assert value("log_step_words") == pytest.approx(math.log1p(6))
+    # a long digit run (an id, a pasted hash) is capped, never an overflow
+    huge = text_features("order " + "9" * 400)
+    assert huge[FEATURE_NAMES.index("log_max_number")] == pytest.approx(math.log1p(1e12))
+    assert np.isfinite(huge).all()
+
+
 def test_hard_prompt_ranked_below_trivial_one() -> None:
     router = LearnedRouter.load()
     easy = "what is 2+2"

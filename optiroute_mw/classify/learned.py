@@ -44,14 +44,20 @@ FORMAT_VERSION: Final = 2
 N_OUTCOMES: Final = 3
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_OPERATOR = re.compile(
-    r"[=+*/^<>]|\bsqrt\b|\\frac|\bmod\b|\blog\b|\bsin\b|\bcos\b|\bintegral\b|\bderivative\b"
-)
+# one \b group for the words: Python's re tries every \b alternative at every position
+_OPERATOR = re.compile(r"[=+*/^<>]|\\frac|\b(?:sqrt|mod|log|sin|cos|integral|derivative)\b")
 _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
 _SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
 _OPTION = re.compile(r"^[A-D]\.\s", re.M)
-_CODE = re.compile(r"\bdef |\breturn\b|[{};]|\bint\b|\bprint\(|==|\+\+")
+_CODE = re.compile(r"[{};]|==|\+\+|\b(?:def |return\b|int\b|print\()")
+_FRACTION = re.compile(r"\d+/\d+|\d+\.\d+")
+# the words of a word problem's steps: each one is an operation to carry out
+_STEP = re.compile(
+    r"\b(?:each|per|every|total|remaining|left|twice|half|times|percent|more than|"
+    r"less than|fewer|after|then|how many|how much)\b"
+)
+MAX_NUMBER: Final = 1e12  # a longer digit run is an id, not a quantity
 
 FEATURE_NAMES: Final = (
     "log_chars",
@@ -68,6 +74,10 @@ FEATURE_NAMES: Final = (
     "log_question_marks",
     "log_stem_sentences",
     "percent_or_money",
+    "log_distinct_numbers",
+    "log_max_number",
+    "log_fractions",
+    "log_step_words",
 )
 LENGTH_FEATURE: Final = 0  # index of log_chars, the feature blended into the score
 DEFAULT_TOKEN_CHARS: Final = 2048  # the head that is tokenized; a longer paste saturates
@@ -94,6 +104,7 @@ def text_features(text: str) -> npt.NDArray[np.float64]:
     options = [m.start() for m in _OPTION.finditer(text)]
     stem = text[: options[0]] if options else text
     digits = len(_DIGIT.findall(text))
+    numbers = {min(float(n.replace(",", "")), MAX_NUMBER) for n in _NUMBER.findall(text)}
     return np.array(
         [
             math.log1p(n_chars),
@@ -110,6 +121,10 @@ def text_features(text: str) -> npt.NDArray[np.float64]:
             math.log1p(text.count("?")),
             math.log1p(len(_SENTENCE_END.findall(stem))),
             float("%" in text or "$" in text),
+            math.log1p(len(numbers)),
+            math.log1p(max(numbers, default=0.0)),
+            math.log1p(len(_FRACTION.findall(text))),
+            math.log1p(len(_STEP.findall(lower))),
         ],
         dtype=np.float64,
     )
