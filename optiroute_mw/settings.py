@@ -36,7 +36,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_mode: Mode = "balanced"
     strict_models: bool = False
     baseline_model: str | None = None
-    # the classifier: auto = learned when numpy and tokenizers are installed, else rules
+    # the classifier: auto = learned when tokenizers is installed, else rules
     # (see optiroute_mw/classify/setup.py)
     router: Literal["auto", "rules", "learned", "llm"] = "auto"
     router_strong_share: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None

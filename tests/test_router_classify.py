@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,21 @@ async def test_learned_router_runs_without_the_embedding_model() -> None:
     assert first.source == second.source == "learned"
     assert second.features["p_weak_ok"] < first.features["p_weak_ok"]
     assert easy.embedding is None  # nothing embedded: the semantic cache owns that
+
+
+def test_routing_needs_no_numpy() -> None:
+    # an idle sidecar stays small: the learned router runs on tokenizers and plain Python
+    code = (
+        "import sys\n"
+        "from optiroute_mw.server import create_app\n"
+        "from optiroute_mw.classify.learned import LearnedRouter\n"
+        "assert 0 < LearnedRouter.load().predict_weak_ok('what is 2+2') < 1\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 @needs_model

@@ -6,6 +6,7 @@ import itertools
 import math
 from pathlib import Path
 
+import msgspec
 import pytest
 
 np = pytest.importorskip("numpy")
@@ -26,6 +27,7 @@ from optiroute_mw.classify.learned import (  # noqa: E402
     FEATURE_NAMES,
     FORMAT_VERSION,
     LearnedRouter,
+    RouterWeights,
     cut_text,
     text_features,
 )
@@ -218,19 +220,17 @@ def _write_weights(
     calib_intercept: float,
     token_scores: object = None,
     prior_tokens: float = 0.0,
-) -> None:
-    np.savez(
-        path,
-        format_version=np.int64(FORMAT_VERSION),
-        feature_names=np.array(FEATURE_NAMES),
-        vocabulary=np.array("\n".join(VOCABULARY)),
-        token_scores=np.zeros((len(VOCABULARY), 3), dtype=np.float32)
-        if token_scores is None
-        else token_scores,
-        coef_text=np.zeros((3, len(FEATURE_NAMES))),
-        prior_tokens=np.float64(prior_tokens),
-        prior_scores=np.array([0.0, 0.0, 1.0]),
-        intercept=np.zeros(3),
+) -> RouterWeights:
+    table = np.zeros((len(VOCABULARY), 3)) if token_scores is None else token_scores
+    weights = RouterWeights(
+        format_version=FORMAT_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        vocabulary=VOCABULARY,
+        token_scores=np.asarray(table, dtype="<f4").tobytes(),
+        coef_text=[[0.0] * len(FEATURE_NAMES)] * 3,
+        prior_tokens=prior_tokens,
+        prior_scores=[0.0, 0.0, 1.0],
+        intercept=[0.0, 0.0, 0.0],
         gain_mean=0.0,
         gain_std=1.0,
         length_mean=math.log1p(len("four")),
@@ -238,13 +238,15 @@ def _write_weights(
         length_weight=length_weight,
         calib_slope=2.0,
         calib_intercept=calib_intercept,
-        quantiles=np.array([0.2, 0.5, 0.9]),
-        token_chars=np.int64(DEFAULT_TOKEN_CHARS),
+        quantiles=[0.2, 0.5, 0.9],
+        token_chars=DEFAULT_TOKEN_CHARS,
     )
+    weights.save(path)
+    return weights
 
 
 def test_inference_formula_on_handmade_weights(tmp_path: Path) -> None:
-    path = tmp_path / "w.npz"
+    path = tmp_path / "w.msgpack.gz"
     # Zero weights: the three classes are equally likely, gain 0.  "four" has exactly
     # the mean length, so the score is 0 and the probability is sigmoid(intercept).
     _write_weights(path, length_weight=1.0, calib_intercept=0.5)
@@ -260,7 +262,7 @@ def test_inference_formula_on_handmade_weights(tmp_path: Path) -> None:
 
 
 def test_the_logits_are_the_mean_of_the_tokens_rows(tmp_path: Path) -> None:
-    path = tmp_path / "w.npz"
+    path = tmp_path / "w.msgpack.gz"
     table = np.zeros((len(VOCABULARY), 3), dtype=np.float32)
     table[VOCABULARY.index("easy")] = [2.0, 0.0, 0.0]  # weak better
     table[VOCABULARY.index("hard")] = [0.0, 0.0, 2.0]  # strong better
@@ -290,21 +292,22 @@ def test_the_logits_are_the_mean_of_the_tokens_rows(tmp_path: Path) -> None:
 
 
 def test_weights_of_another_format_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "w.npz"
-    _write_weights(path, length_weight=1.0, calib_intercept=0.0)
-    with np.load(path) as data:
-        old = {k: data[k] for k in data.files}
-    np.savez(path, **{**old, "format_version": np.int64(1)})
-    with pytest.raises(ValueError, match="format 1"):
+    path = tmp_path / "w.msgpack.gz"
+    weights = _write_weights(path, length_weight=1.0, calib_intercept=0.0)
+    msgspec.structs.replace(weights, format_version=2).save(path)
+    with pytest.raises(ValueError, match="format 2"):
         LearnedRouter.load(str(path))
-    np.savez(path, **{**old, "token_scores": np.zeros((3, 3), dtype=np.float32)})
+    msgspec.structs.replace(weights, token_scores=bytes(12)).save(path)
     with pytest.raises(ValueError, match="token table"):
+        LearnedRouter.load(str(path))
+    path.write_bytes(b"not gzip")
+    with pytest.raises(OSError):
         LearnedRouter.load(str(path))
 
 
 def test_feature_vector_shape() -> None:
     feats = text_features("What is 3 + 4? A. 7 B. 8 (it is not 8).")
-    assert feats.shape == (len(FEATURE_NAMES),)
+    assert len(feats) == len(FEATURE_NAMES)
     assert feats[FEATURE_NAMES.index("multiple_choice")] == 0.0  # options must start a line
     assert feats[FEATURE_NAMES.index("negation")] == 1.0
     assert text_features("Q\nA. 1\nB. 2")[FEATURE_NAMES.index("multiple_choice")] == 1.0
@@ -329,7 +332,7 @@ def test_word_problem_features() -> None:
     # a long digit run (an id, a pasted hash) is capped, never an overflow
     huge = text_features("order " + "9" * 400)
     assert huge[FEATURE_NAMES.index("log_max_number")] == pytest.approx(math.log1p(1e12))
-    assert np.isfinite(huge).all()
+    assert all(math.isfinite(x) for x in huge)
 
 
 def test_hard_prompt_ranked_below_trivial_one() -> None:

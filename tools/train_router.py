@@ -56,6 +56,7 @@ from optiroute_mw.classify.learned import (
     FORMAT_VERSION,
     LENGTH_FEATURE,
     LearnedRouter,
+    RouterWeights,
     cut_text,
     text_features,
     wordpiece_tokenizer,
@@ -65,7 +66,7 @@ from optiroute_mw.wire import parse_request
 
 F64 = npt.NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "optiroute_mw" / "classify" / "router_weights.npz"
+DEFAULT_OUT = REPO / "optiroute_mw" / "classify" / "router_weights.msgpack.gz"
 QUANTILE_LEVELS = 1001
 CURVE_POINTS = 101
 MIN_FOLD_GAP = 0.02
@@ -350,16 +351,15 @@ def save(
     dim = emb.shape[1]
     prob = 1.0 / (1.0 + np.exp(-(slope * routing_score(final, emb, feats) + intercept)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path,
-        format_version=np.int64(FORMAT_VERSION),
-        feature_names=np.array(FEATURE_NAMES),
-        vocabulary=np.array("\n".join(tokens.vocabulary)),
-        token_scores=(tokens.vectors @ final.coef[:, :dim].T).astype(np.float32),
-        coef_text=final.coef[:, dim:],
-        prior_tokens=np.float64(args.prior_tokens),
-        prior_scores=final.coef[:, :dim] @ tokens.prior,
-        intercept=final.intercept,
+    RouterWeights(
+        format_version=FORMAT_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        vocabulary=tokens.vocabulary,
+        token_scores=(tokens.vectors @ final.coef[:, :dim].T).astype("<f4").tobytes(),
+        prior_scores=(final.coef[:, :dim] @ tokens.prior).tolist(),
+        prior_tokens=float(args.prior_tokens),
+        coef_text=final.coef[:, dim:].tolist(),
+        intercept=final.intercept.tolist(),
         gain_mean=final.gain_mean,
         gain_std=final.gain_std,
         length_mean=final.length_mean,
@@ -367,13 +367,12 @@ def save(
         length_weight=final.length_weight,
         calib_slope=slope,
         calib_intercept=intercept,
-        quantiles=np.quantile(prob, np.linspace(0, 1, QUANTILE_LEVELS)),
-        quality_curve=quality / quality[-1],
-        token_chars=np.int64(args.token_chars),
-        trained_on=np.array("routellm_evals mmlu+gsm8k (contaminated rows dropped)"),
-        c=args.C,
-        seed=np.int64(args.seed),
-    )
+        quantiles=np.quantile(prob, np.linspace(0, 1, QUANTILE_LEVELS)).tolist(),
+        quality_curve=(quality / quality[-1]).tolist(),
+        token_chars=args.token_chars,
+        trained_on=f"routellm_evals mmlu+gsm8k, contaminated rows dropped; C={args.C}, "
+        f"seed={args.seed}",
+    ).save(path)
     # The packaged inference path must reproduce the vectorised training scores.
     router = LearnedRouter.load(str(path))
     texts = mmlu.prompts + gsm.prompts
@@ -392,9 +391,8 @@ def export_fold(mmlu: Bench, gsm: Bench, tokens: TokenVectors, args: argparse.Na
     sub_m, sub_g = subset(mmlu, train_m), subset(gsm, train_g)
     oof_m, oof_g, _ = cross_validate(sub_m, sub_g, args)
     out = args.export_dir
-    info = save(
-        out / f"weights_fold{args.export_fold}.npz", sub_m, sub_g, (oof_m, oof_g), tokens, args
-    )
+    weights = out / f"weights_fold{args.export_fold}.msgpack.gz"
+    info = save(weights, sub_m, sub_g, (oof_m, oof_g), tokens, args)
     for bench, test in ((mmlu, test_m), (gsm, test_g)):
         target = out / f"{bench.name}_heldout_fold{args.export_fold}.csv"
         with target.open("w", newline="", encoding="utf-8") as fh:

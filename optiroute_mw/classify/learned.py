@@ -21,26 +21,31 @@ The regression is linear in the mean token vector, so its weights are folded int
 table: each vocabulary token carries three numbers, and a prompt's logits are the mean of
 its tokens' rows (with ``prior_tokens`` rows of the training mean mixed in) plus the text
 features' part.  Everything needed at inference (the
-WordPiece vocabulary, the folded table, the calibration) is in the ``.npz`` beside this
-module, a few hundred KB; the model itself is never loaded to route.
+WordPiece vocabulary, the folded table, the calibration) is in ``router_weights.msgpack.gz``
+beside this module (:class:`RouterWeights`, about 400 KB); the model itself is never
+loaded to route.  Inference is plain Python over that table and needs only ``tokenizers``:
+no numpy, so an idle sidecar routing this way stays small (the WordPiece vocabulary in
+the tokenizer is most of its ~15 MB).
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
+import sys
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+import msgspec
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-DEFAULT_WEIGHTS: Final = Path(__file__).with_name("router_weights.npz")
-FORMAT_VERSION: Final = 2
+DEFAULT_WEIGHTS: Final = Path(__file__).with_name("router_weights.msgpack.gz")
+FORMAT_VERSION: Final = 3
 N_OUTCOMES: Final = 3
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -97,7 +102,7 @@ def cut_text(text: str, limit: int) -> str:
     return head[:space] if space > limit // 2 else head
 
 
-def text_features(text: str) -> npt.NDArray[np.float64]:
+def text_features(text: str) -> list[float]:
     """Cheap surface features of a prompt, in the order of :data:`FEATURE_NAMES`."""
     n_chars = len(text)
     lower = text.lower()
@@ -105,29 +110,26 @@ def text_features(text: str) -> npt.NDArray[np.float64]:
     stem = text[: options[0]] if options else text
     digits = len(_DIGIT.findall(text))
     numbers = {min(float(n.replace(",", "")), MAX_NUMBER) for n in _NUMBER.findall(text)}
-    return np.array(
-        [
-            math.log1p(n_chars),
-            math.log1p(len(_WORD.findall(text))),
-            digits / max(1, n_chars),
-            math.log1p(len(_NUMBER.findall(text))),
-            math.log1p(len(_OPERATOR.findall(text))),
-            math.log1p(text.count("\n")),
-            float("statement 1" in lower),
-            math.log1p(len(stem)),
-            float(len(options) >= 2),
-            float(" not " in lower or "except" in lower),
-            math.log1p(len(_CODE.findall(text))),
-            math.log1p(text.count("?")),
-            math.log1p(len(_SENTENCE_END.findall(stem))),
-            float("%" in text or "$" in text),
-            math.log1p(len(numbers)),
-            math.log1p(max(numbers, default=0.0)),
-            math.log1p(len(_FRACTION.findall(text))),
-            math.log1p(len(_STEP.findall(lower))),
-        ],
-        dtype=np.float64,
-    )
+    return [
+        math.log1p(n_chars),
+        math.log1p(len(_WORD.findall(text))),
+        digits / max(1, n_chars),
+        math.log1p(len(_NUMBER.findall(text))),
+        math.log1p(len(_OPERATOR.findall(text))),
+        math.log1p(text.count("\n")),
+        float("statement 1" in lower),
+        math.log1p(len(stem)),
+        float(len(options) >= 2),
+        float(" not " in lower or "except" in lower),
+        math.log1p(len(_CODE.findall(text))),
+        math.log1p(text.count("?")),
+        math.log1p(len(_SENTENCE_END.findall(stem))),
+        float("%" in text or "$" in text),
+        math.log1p(len(numbers)),
+        math.log1p(max(numbers, default=0.0)),
+        math.log1p(len(_FRACTION.findall(text))),
+        math.log1p(len(_STEP.findall(lower))),
+    ]
 
 
 def wordpiece_tokenizer(vocabulary: Sequence[str]) -> Tokenizer:
@@ -150,6 +152,49 @@ def wordpiece_tokenizer(vocabulary: Sequence[str]) -> Tokenizer:
     return tokenizer
 
 
+class RouterWeights(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``tools/train_router.py`` saves: gzip-compressed msgpack.
+
+    ``token_scores`` holds float32 little-endian numbers, three per vocabulary token in
+    vocabulary order: the token's part of the (weak better, tie, strong better) logits.
+    ``prior_scores`` is the row of the training prompts' mean token vector, mixed in as
+    ``prior_tokens`` pseudo-tokens; ``coef_text`` (3 x text features) and ``intercept``
+    the rest, input standardisation included.  The expected gain ``p0 - p2`` is
+    standardised with ``gain_mean``/``gain_std`` and blended with the standardised
+    ``log_chars`` (weight ``length_weight``, longer = harder); ``calib_slope`` and
+    ``calib_intercept`` turn the blend into a probability.  ``quantiles`` holds the
+    training prompts' probabilities at evenly spaced levels; ``quality_curve`` the routed
+    quality / all-strong quality at evenly spaced strong shares, out of sample.
+    """
+
+    format_version: int
+    feature_names: list[str]
+    vocabulary: list[str]
+    token_scores: bytes
+    prior_scores: list[float]
+    prior_tokens: float
+    coef_text: list[list[float]]
+    intercept: list[float]
+    gain_mean: float
+    gain_std: float
+    length_mean: float
+    length_std: float
+    length_weight: float
+    calib_slope: float
+    calib_intercept: float
+    quantiles: list[float]
+    quality_curve: list[float] | None = None
+    token_chars: int = DEFAULT_TOKEN_CHARS
+    trained_on: str = ""
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(gzip.compress(msgspec.msgpack.encode(self), mtime=0))
+
+    @classmethod
+    def read(cls, path: str | Path) -> RouterWeights:
+        return msgspec.msgpack.decode(gzip.decompress(Path(path).read_bytes()), type=cls)
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -157,100 +202,49 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _column(table: array[float], k: int) -> array[float]:
+    return array("d", table[k::N_OUTCOMES])
+
+
 class LearnedRouter:
-    """Predicts the probability that the weak model suffices for a prompt.
+    """Predicts the probability that the weak model suffices for a prompt."""
 
-    ``token_scores`` (vocabulary x 3) holds each token's part of the three logits (the
-    regression's embedding weights folded into the distilled token vectors);
-    ``prior_scores`` (3) is the row of the training prompts' mean token vector, mixed in
-    as ``prior_tokens`` pseudo-tokens; ``coef_text`` (3 x text features) and
-    ``intercept`` (3) the rest, standardisation included; class order is (weak better,
-    tie, strong better).  The expected gain ``m = p0 - p2`` is standardised with
-    ``gain_mean``/``gain_std`` and blended with the standardised ``log_chars`` (weight
-    ``length_weight``, longer = harder);
-    ``calib_slope``/``calib_intercept`` turn the blend into a probability.
-    ``quantiles`` holds the predicted probabilities of the training prompts at evenly
-    spaced levels, for :meth:`threshold_for_strong_share`.
-    """
-
-    def __init__(
-        self,
-        token_scores: npt.NDArray[np.floating],
-        vocabulary: Sequence[str],
-        coef_text: npt.NDArray[np.float64],
-        intercept: npt.NDArray[np.float64],
-        *,
-        prior_scores: npt.NDArray[np.float64],
-        prior_tokens: float = DEFAULT_PRIOR_TOKENS,
-        gain_mean: float,
-        gain_std: float,
-        length_mean: float,
-        length_std: float,
-        length_weight: float,
-        calib_slope: float,
-        calib_intercept: float,
-        quantiles: npt.NDArray[np.float64],
-        token_chars: int = DEFAULT_TOKEN_CHARS,
-        quality_curve: npt.NDArray[np.float64] | None = None,
-    ) -> None:
-        if token_scores.shape != (len(vocabulary), N_OUTCOMES):
-            raise ValueError(f"token table {token_scores.shape} for {len(vocabulary)} tokens")
-        if coef_text.shape != (N_OUTCOMES, len(FEATURE_NAMES)) or intercept.shape != (3,):
-            raise ValueError(f"bad weight shapes {coef_text.shape}, {intercept.shape}")
-        if prior_scores.shape != (N_OUTCOMES,) or prior_tokens < 0:
+    def __init__(self, weights: RouterWeights) -> None:
+        w = weights
+        if w.format_version != FORMAT_VERSION:
+            raise ValueError(f"router weights format {w.format_version}, expected {FORMAT_VERSION}")
+        if tuple(w.feature_names) != FEATURE_NAMES:
+            raise ValueError("router weights were trained on other text features")
+        table = array("f")
+        table.frombytes(w.token_scores)
+        if sys.byteorder == "big":
+            table.byteswap()
+        if len(table) != N_OUTCOMES * len(w.vocabulary):
+            raise ValueError(f"token table of {len(table)} numbers for {len(w.vocabulary)} tokens")
+        rows = [len(row) for row in w.coef_text]
+        if rows != [len(FEATURE_NAMES)] * N_OUTCOMES or len(w.intercept) != N_OUTCOMES:
+            raise ValueError(f"bad weight shapes {rows}, {len(w.intercept)}")
+        if len(w.prior_scores) != N_OUTCOMES or w.prior_tokens < 0:
             raise ValueError("bad prior")
-        if quantiles.ndim != 1 or quantiles.size < 2:
+        if len(w.quantiles) < 2:
             raise ValueError("quantile table needs at least two levels")
-        if gain_std <= 0 or length_std <= 0:
+        if w.gain_std <= 0 or w.length_std <= 0:
             raise ValueError("standard deviations must be positive")
-        self._token_scores = np.ascontiguousarray(token_scores, dtype=np.float64)
-        self._tokenizer = wordpiece_tokenizer(vocabulary)
-        self._coef_text = coef_text
-        self._intercept = intercept
-        self._prior = prior_tokens * prior_scores  # the pseudo-tokens' summed rows
-        self._prior_tokens = prior_tokens
-        self._gain_mean = gain_mean
-        self._gain_std = gain_std
-        self._length_mean = length_mean
-        self._length_std = length_std
-        self._length_weight = length_weight
-        self._calib_slope = calib_slope
-        self._calib_intercept = calib_intercept
-        self._quantiles = np.maximum.accumulate(quantiles)
-        self.token_chars = token_chars
-        # routed quality / all-strong quality at evenly spaced strong shares (out of sample)
-        self._quality_curve = quality_curve
+        # what inference reads; the vocabulary and the raw table live on in their new forms
+        self.weights = msgspec.structs.replace(w, vocabulary=[], token_scores=b"")
+        # one column per outcome: a prompt's rows are summed with sum(map(...)) per column
+        self._columns = [_column(table, k) for k in range(N_OUTCOMES)]
+        self._tokenizer = wordpiece_tokenizer(w.vocabulary)
+        self._prior = [w.prior_tokens * v for v in w.prior_scores]  # the pseudo-tokens' sum
+        self._quantiles = list(w.quantiles)
+        for i in range(1, len(self._quantiles)):  # monotone, for the interpolation
+            self._quantiles[i] = max(self._quantiles[i], self._quantiles[i - 1])
+        self.token_chars = w.token_chars
 
     @classmethod
     def load(cls, path: str | None = None) -> LearnedRouter:
         """Load weights from ``path`` (default: the file packaged beside this module)."""
-        with np.load(path or DEFAULT_WEIGHTS, allow_pickle=False) as data:
-            version = int(data["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"router weights format {version}, expected {FORMAT_VERSION}")
-            names = tuple(str(n) for n in data["feature_names"])
-            if names != FEATURE_NAMES:
-                raise ValueError("router weights were trained on other text features")
-            return cls(
-                np.asarray(data["token_scores"]),
-                str(data["vocabulary"]).split("\n"),
-                np.asarray(data["coef_text"], dtype=np.float64),
-                np.asarray(data["intercept"], dtype=np.float64),
-                prior_scores=np.asarray(data["prior_scores"], dtype=np.float64),
-                prior_tokens=float(data["prior_tokens"]),
-                gain_mean=float(data["gain_mean"]),
-                gain_std=float(data["gain_std"]),
-                length_mean=float(data["length_mean"]),
-                length_std=float(data["length_std"]),
-                length_weight=float(data["length_weight"]),
-                calib_slope=float(data["calib_slope"]),
-                calib_intercept=float(data["calib_intercept"]),
-                quantiles=np.asarray(data["quantiles"], dtype=np.float64),
-                token_chars=int(data["token_chars"]),
-                quality_curve=np.asarray(data["quality_curve"], dtype=np.float64)
-                if "quality_curve" in data
-                else None,
-            )
+        return cls(RouterWeights.read(path or DEFAULT_WEIGHTS))
 
     def token_ids(self, text: str) -> list[int]:
         """The WordPiece ids of the head of ``text`` the router reads (no [CLS]/[SEP])."""
@@ -258,25 +252,36 @@ class LearnedRouter:
         ids: list[int] = self._tokenizer.encode(head, add_special_tokens=False).ids
         return ids
 
+    def logits(self, text: str) -> list[float]:
+        """The three outcome logits: token rows (with the prior), text features, intercept."""
+        w = self.weights
+        ids = self.token_ids(text)
+        n = len(ids) + w.prior_tokens
+        feats = text_features(text[:MAX_FEATURE_CHARS])
+        out = []
+        for k in range(N_OUTCOMES):
+            column = self._columns[k]
+            tokens = (sum(map(column.__getitem__, ids)) + self._prior[k]) / n if n else 0.0
+            text_part = math.fsum(c * f for c, f in zip(w.coef_text[k], feats, strict=True))
+            out.append(tokens + text_part + w.intercept[k])
+        return out
+
     def routing_score(self, text: str) -> float:
         """The uncalibrated blend; higher means the weak model is the safer bet."""
-        ids = self.token_ids(text)
-        n = len(ids) + self._prior_tokens
-        tokens = (self._token_scores[ids].sum(axis=0) + self._prior) / n if n else self._prior
-        feats = text_features(text[:MAX_FEATURE_CHARS])
-        logits = tokens + self._coef_text @ feats + self._intercept
-        logits -= logits.max()
-        p = np.exp(logits)
-        p /= p.sum()
-        gain = (float(p[0] - p[2]) - self._gain_mean) / self._gain_std
-        length = (float(feats[LENGTH_FEATURE]) - self._length_mean) / self._length_std
-        return gain - self._length_weight * length
+        w = self.weights
+        logits = self.logits(text)
+        top = max(logits)
+        e = [math.exp(x - top) for x in logits]
+        total = sum(e)
+        gain = ((e[0] - e[2]) / total - w.gain_mean) / w.gain_std
+        length = (math.log1p(len(text[:MAX_FEATURE_CHARS])) - w.length_mean) / w.length_std
+        return gain - w.length_weight * length
 
     def predict_weak_ok(self, text: str) -> float:
         """Probability that the weak model's answer to ``text`` is at least as good as the
         strong one's.  Route to the strong model when this is low."""
-        score = self.routing_score(text)
-        return _sigmoid(self._calib_slope * score + self._calib_intercept)
+        w = self.weights
+        return _sigmoid(w.calib_slope * self.routing_score(text) + w.calib_intercept)
 
     def threshold_for_strong_share(self, share: float) -> float:
         """The ``predict_weak_ok`` cut-off that sends about ``share`` of prompts to strong.
@@ -292,8 +297,10 @@ class LearnedRouter:
             return 0.0  # nothing scores below 0
         if share >= 1.0:
             return math.nextafter(1.0, math.inf)  # everything scores below this
-        levels = np.linspace(0.0, 1.0, self._quantiles.size)
-        return float(np.interp(share, levels, self._quantiles))
+        q = self._quantiles
+        position = share * (len(q) - 1)  # the levels are evenly spaced over [0, 1]
+        i = min(int(position), len(q) - 2)
+        return q[i] + (q[i + 1] - q[i]) * (position - i)
 
     def share_for_quality(self, target: float) -> float | None:
         """The least strong share whose routed quality reached ``target`` x all-strong.
@@ -301,8 +308,9 @@ class LearnedRouter:
         Read off the out-of-sample curve stored with the weights (the training mix of
         MMLU and GSM8K); None when the weights carry no curve.
         """
-        curve = self._quality_curve
-        if curve is None or curve.size < 2:
+        curve = self.weights.quality_curve
+        if curve is None or len(curve) < 2:
             return None
-        hits = np.flatnonzero(curve >= target - 1e-12)
-        return 1.0 if hits.size == 0 else float(hits[0]) / (curve.size - 1)
+        # the curve is not monotone: the first share that reaches the target
+        first = next((i for i, q in enumerate(curve) if q >= target - 1e-12), None)
+        return 1.0 if first is None else first / (len(curve) - 1)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..exchange import Classification, Exchange
 from .rules import RuleClassifier
 
-if TYPE_CHECKING:  # numpy and tokenizers are optional (the semantic extra)
+if TYPE_CHECKING:  # tokenizers is optional (the semantic extra)
     from .learned import LearnedRouter
 
 FailureHook = Callable[[str, BaseException | None], None]

@@ -5,11 +5,11 @@
   ship in the package and load at start-up in a worker thread; no model is downloaded or
   run to route.
 * ``llm``: a cheap registry model rates each prompt (``llm.py``).
-* ``auto`` (the default): ``learned`` when what it needs (numpy and tokenizers, both in
-  the ``semantic`` extra) is installed, else ``rules``.
+* ``auto`` (the default): ``learned`` when what it needs (tokenizers, in the ``semantic``
+  extra) is installed, else ``rules``.
 
 Whatever is chosen, the rule classifier answers whenever the other cannot (weights
-unreadable, numpy or tokenizers not installed, an error, a rating timeout): the failure
+unreadable, tokenizers not installed, an error, a rating timeout): the failure
 is logged once and counted in ``optiroute_side_system_errors{system="router"}``; a call
 never fails because of it.
 """
@@ -32,7 +32,7 @@ logger = structlog.get_logger(__name__)
 
 
 def learned_installed() -> bool:
-    return find_spec("numpy") is not None and find_spec("tokenizers") is not None
+    return find_spec("tokenizers") is not None
 
 
 def resolve_kind(settings: Settings) -> str:
@@ -85,7 +85,7 @@ class RouterSetup:
                 quality_target=settings.router_quality_target,
                 medium_share=settings.router_medium_share,
             )
-        except Exception as exc:  # numpy or tokenizers missing, weights unreadable
+        except Exception as exc:  # tokenizers missing, weights unreadable
             self.failed("learned router unavailable", exc)
             return
         self.active = LearnedClassifier(

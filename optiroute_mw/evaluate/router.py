@@ -131,8 +131,8 @@ async def score_all(
     await setup.start()
     if args.router == "learned" and not await setup.ready():
         raise SystemExit(
-            "optiroute-mw eval router: the learned router could not start (are numpy and "
-            "tokenizers installed, and the weights readable?)"
+            "optiroute-mw eval router: the learned router could not start (is tokenizers "
+            "installed, and are the weights readable?)"
         )
     scores: list[float] = []
     times: list[float] = []
