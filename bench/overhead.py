@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -571,6 +572,19 @@ def log_tail(log_path: Path, chars: int = 3000) -> str:
     return "(no log)"
 
 
+@contextlib.contextmanager
+def target_process(name: str, proc: subprocess.Popen[Any], log_path: Path) -> Iterator[None]:
+    """Measure ``proc``; its log's tail is shown when that fails, and it is stopped."""
+    try:
+        yield
+    except Exception:
+        log(f"{name} log ({log_path}):\n" + log_tail(log_path))
+        raise
+    finally:
+        stop(proc)
+    log(f"{name} log: {log_size(log_path)}")
+
+
 def log_size(log_path: Path) -> str:
     with contextlib.suppress(OSError):
         data = log_path.read_bytes()
@@ -707,29 +721,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 sidecar_env(config, port, engine, data_dir),
                 cwd=ROOT,
             )
-            try:
+            with target_process(f"sidecar-{engine}", sidecar, log_path):
                 wait_ready(port, "/healthz", sidecar, f"the sidecar ({engine})")
                 check_target(port, sidecar=True)
                 points(f"sidecar-{engine}", engine, port, sidecar.pid, caches)
-            except Exception:
-                log(f"sidecar log ({log_path}):\n" + log_tail(log_path))
-                raise
-            finally:
-                stop(sidecar)
-            log(f"sidecar-{engine} log: {log_size(log_path)}")
 
         if litellm:
             proxy, port, log_path = start_litellm(workdir, mock_port, pin)
-            try:
+            with target_process("litellm", proxy, log_path):
                 check_target(port, sidecar=False)
                 # LiteLLM has no cache here and every prompt is unique anyway
                 points("litellm", None, port, proxy.pid, ["unique"])
-            except Exception:
-                log(f"LiteLLM log ({log_path}):\n" + log_tail(log_path))
-                raise
-            finally:
-                stop(proxy)
-            log(f"litellm log: {log_size(log_path)}")
         stop(mock)
     finally:
         stop_all()

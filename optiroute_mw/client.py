@@ -264,6 +264,7 @@ class HttpxEngine:
             follow_redirects=False,
             trust_env=False,
         )
+        self._timeouts: dict[Timeouts, httpx.Timeout] = {}
 
     async def send(
         self,
@@ -274,12 +275,14 @@ class HttpxEngine:
         timeouts: Timeouts,
     ) -> Upstream:
         httpx = self._httpx
-        timeout = httpx.Timeout(
-            connect=timeouts.connect,
-            read=timeouts.read,
-            write=timeouts.read,
-            pool=timeouts.connect,
-        )
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:  # one per backend, built once
+            timeout = self._timeouts[timeouts] = httpx.Timeout(
+                connect=timeouts.connect,
+                read=timeouts.read,
+                write=timeouts.read,
+                pool=timeouts.connect,
+            )
         request = self._client.build_request(
             method, url, headers=headers, content=content, timeout=timeout
         )

@@ -133,9 +133,10 @@ def token_vectors(model_dir: Path, cache_dir: Path) -> TokenVectors:
     return TokenVectors(vocabulary, out.astype(np.float64))
 
 
-def token_sums(prompts: list[str], tokens: TokenVectors, token_chars: int) -> tuple[F64, F64]:
+def token_sums(
+    prompts: list[str], tokens: TokenVectors, tokenizer: Any, token_chars: int
+) -> tuple[F64, F64]:
     """Each prompt head's sum of token vectors, and its token count."""
-    tokenizer = wordpiece_tokenizer(tokens.vocabulary)
     heads = [cut_text(p, token_chars) if token_chars else p for p in prompts]
     encoded = tokenizer.encode_batch(heads, add_special_tokens=False)
     sums = np.array([tokens.vectors[e.ids].sum(axis=0) for e in encoded])
@@ -144,18 +145,19 @@ def token_sums(prompts: list[str], tokens: TokenVectors, token_chars: int) -> tu
 
 def load_bench(
     data_dir: Path, tokens: TokenVectors, args: argparse.Namespace
-) -> tuple[Bench, Bench]:
-    """Both benches; a prompt's vector is its tokens' mean shrunk towards the corpus mean
-    by ``--prior-tokens`` pseudo-tokens (``tokens.prior`` is set here), as served."""
+) -> tuple[Bench, Bench, TokenVectors]:
+    """Both benches, and ``tokens`` with its prior: a prompt's vector is its tokens' mean
+    shrunk towards the corpus mean by ``--prior-tokens`` pseudo-tokens, as served."""
+    tokenizer = wordpiece_tokenizer(tokens.vocabulary)
     rows, prompts, sums, counts = [], [], [], []
     for _, file in FILES:
         kept = [r for r in read_csv(data_dir / file) if r["contaminated"] != "True"]
         rows.append(kept)
         prompts.append([r["prompt"] for r in kept])
-        total, n = token_sums(prompts[-1], tokens, args.token_chars)
+        total, n = token_sums(prompts[-1], tokens, tokenizer, args.token_chars)
         sums.append(total)
         counts.append(n)
-    tokens.prior = np.vstack(sums).sum(axis=0) / np.concatenate(counts).sum()
+    prior = np.vstack(sums).sum(axis=0) / np.concatenate(counts).sum()
     k = args.prior_tokens
     out = []
     for (name, _), kept, texts, total, n in zip(FILES, rows, prompts, sums, counts, strict=True):
@@ -167,11 +169,11 @@ def load_bench(
                 weak=np.array([r["mixtral_8x7b_correct"] == "True" for r in kept], dtype=float),
                 strong=np.array([r["gpt4_1106_correct"] == "True" for r in kept], dtype=float),
                 groups=np.array([r.get("subject", name) for r in kept]),
-                emb=(total + k * tokens.prior) / (n + k)[:, None],
+                emb=(total + k * prior) / (n + k)[:, None],
                 feats=np.array([text_features(p) for p in texts]),
             )
         )
-    return out[0], out[1]
+    return out[0], out[1], replace(tokens, prior=prior)
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -447,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir is None:
         ap.error("--model-dir or OPTIROUTE_EMBED_MODEL_PATH: the embedding model's folder")
     tokens = token_vectors(Path(args.model_dir), args.cache_dir)
-    mmlu, gsm = load_bench(args.data_dir, tokens, args)
+    mmlu, gsm, tokens = load_bench(args.data_dir, tokens, args)
     oof_m, oof_g, per_fold = cross_validate(mmlu, gsm, args)
     report(mmlu, gsm, oof_m, oof_g, args)
     for i, fold in enumerate(per_fold):

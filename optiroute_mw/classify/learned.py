@@ -36,6 +36,7 @@ import re
 import sys
 from array import array
 from collections.abc import Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -202,10 +203,6 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _column(table: array[float], k: int) -> array[float]:
-    return array("d", table[k::N_OUTCOMES])
-
-
 class LearnedRouter:
     """Predicts the probability that the weak model suffices for a prompt."""
 
@@ -233,12 +230,10 @@ class LearnedRouter:
         # what inference reads; the vocabulary and the raw table live on in their new forms
         self.weights = msgspec.structs.replace(w, vocabulary=[], token_scores=b"")
         # one column per outcome: a prompt's rows are summed with sum(map(...)) per column
-        self._columns = [_column(table, k) for k in range(N_OUTCOMES)]
+        self._columns = [array("d", table[k::N_OUTCOMES]) for k in range(N_OUTCOMES)]
         self._tokenizer = wordpiece_tokenizer(w.vocabulary)
         self._prior = [w.prior_tokens * v for v in w.prior_scores]  # the pseudo-tokens' sum
-        self._quantiles = list(w.quantiles)
-        for i in range(1, len(self._quantiles)):  # monotone, for the interpolation
-            self._quantiles[i] = max(self._quantiles[i], self._quantiles[i - 1])
+        self._quantiles = list(accumulate(w.quantiles, max))  # monotone, to interpolate
         self.token_chars = w.token_chars
 
     @classmethod
@@ -252,12 +247,10 @@ class LearnedRouter:
         ids: list[int] = self._tokenizer.encode(head, add_special_tokens=False).ids
         return ids
 
-    def logits(self, text: str) -> list[float]:
+    def _logits(self, ids: list[int], feats: list[float]) -> list[float]:
         """The three outcome logits: token rows (with the prior), text features, intercept."""
         w = self.weights
-        ids = self.token_ids(text)
         n = len(ids) + w.prior_tokens
-        feats = text_features(text[:MAX_FEATURE_CHARS])
         out = []
         for k in range(N_OUTCOMES):
             column = self._columns[k]
@@ -269,12 +262,13 @@ class LearnedRouter:
     def routing_score(self, text: str) -> float:
         """The uncalibrated blend; higher means the weak model is the safer bet."""
         w = self.weights
-        logits = self.logits(text)
+        feats = text_features(text[:MAX_FEATURE_CHARS])
+        logits = self._logits(self.token_ids(text), feats)
         top = max(logits)
         e = [math.exp(x - top) for x in logits]
         total = sum(e)
         gain = ((e[0] - e[2]) / total - w.gain_mean) / w.gain_std
-        length = (math.log1p(len(text[:MAX_FEATURE_CHARS])) - w.length_mean) / w.length_std
+        length = (feats[LENGTH_FEATURE] - w.length_mean) / w.length_std
         return gain - w.length_weight * length
 
     def predict_weak_ok(self, text: str) -> float:
