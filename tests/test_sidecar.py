@@ -311,3 +311,17 @@ def test_gateway_store_is_the_cache_store(make_settings) -> None:  # type: ignor
         )
     # an empty store is falsy: it must still be the one the cache stage uses
     assert len(store) == 1
+
+
+def test_sidecar_process_tunes_the_collector(sidecar: ServerThread) -> None:
+    import gc
+
+    from optiroute_mw.stack import YOUNG_GC_THRESHOLD
+
+    # the sidecar owns its process: start-up froze what it built and raised the young
+    # generation's threshold (a call's garbage goes by reference counting)
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD
+    assert chat(
+        sidecar, {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    ).is_success
