@@ -13,7 +13,10 @@ One run:
 4. with ``--vs litellm`` starts the LiteLLM proxy (pinned version, own venv made on
    first use, see ``litellm_target.py``) on the same core in front of the same mock
    and measures the same points,
-5. prints a table (and with ``--json`` one JSON object per point).
+5. with ``--vs floor`` starts ``floor_app.py`` on the same core: uvicorn and aiohttp
+   with nothing between them, on the sidecar's server settings, so the table shows
+   what the server and client alone cost next to what the whole stack costs,
+6. prints a table (and with ``--json`` one JSON object per point).
 
 The load generator is ``wrk`` when it is installed (a Lua script makes every
 prompt unique and reads the ``x-optiroute-*`` headers), else an asyncio + aiohttp
@@ -23,6 +26,7 @@ closed loop of N connections for ``--seconds``.  Run it with the project's venv:
     .venv/bin/python bench/overhead.py                 # concurrency 1 and 16, 10 s a point
     .venv/bin/python bench/overhead.py --full          # and 64
     .venv/bin/python bench/overhead.py --vs litellm    # and LiteLLM proxy side by side
+    .venv/bin/python bench/overhead.py --vs floor      # and the bare server + client
 
 Every child process is stopped when the run ends, fails or is interrupted.
 """
@@ -51,6 +55,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MOCK = HERE / "mock_upstream.py"
+# the sidecar's own server settings (cli.serve_forever resolves "auto" to these)
+FLOOR_ARGS = [
+    *("--loop", "uvloop", "--http", "httptools"),
+    *("--no-access-log", "--log-level", "warning"),
+]
 MODEL = "mock-large"
 PROMPT = "what is 2+2"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -649,10 +658,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     concs = args.concurrency or ([1, 16, 64] if args.full else [1, 16])
     modes = args.modes
     caches = args.cache
-    litellm = args.vs == "litellm"
+    litellm = "litellm" in args.vs
+    floor = "floor" in args.vs
     # installed before anything is measured: the install's CPU is not in any point
     litellm_version = prepare_litellm() if litellm else None
-    targets = 1 + len(engines) * len(caches) + (1 if litellm else 0)
+    targets = 1 + len(engines) * len(caches) + int(litellm) + int(floor)
     points_total = len(modes) * len(concs) * targets
     log(
         f"{points_total} points x {args.seconds:g}s with {tool}; proxies on core {sut_cpu}, "
@@ -709,6 +719,29 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         )
 
         points("direct", None, mock_port, mock.pid, ["unique"])
+
+        if floor:
+            port = free_port()
+            log_path = workdir / "floor.log"
+            passthrough = launch(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "floor_app:app",
+                    *FLOOR_ARGS,
+                    "--port",
+                    str(port),
+                ],
+                pin,
+                log_path,
+                {**os.environ, "FLOOR_UPSTREAM": f"http://127.0.0.1:{mock_port}"},
+                cwd=HERE,
+            )
+            with target_process("floor", passthrough, log_path):
+                wait_ready(port, "/healthz", passthrough, "the floor pass-through")
+                check_target(port, sidecar=False)
+                points("floor", None, port, passthrough.pid, ["unique"])
 
         for engine in engines:
             port = free_port()
@@ -785,13 +818,13 @@ def fmt(value: Any, spec: str) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["  ".join(f"{name:>{width}}" for name, width in COLUMNS)]
     lines.append("  ".join("-" * width for _, width in COLUMNS))
-    order = {"direct": 0, "litellm": 2}  # sidecars in between
+    order = {"direct": 0, "floor": 1, "litellm": 3}  # sidecars in between
     keyed = sorted(
         results,
         key=lambda r: (
             r["mode"] != "json",
             r["concurrency"],
-            order.get(r["target"], 1),
+            order.get(r["target"], 2),
             r["target"],
             r["cache_mode"] != "unique",
             r["cache_mode"],
@@ -900,9 +933,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--vs",
-        choices=["litellm"],
-        help="also measure this proxy in front of the same mock, same points "
-        "(litellm: LiteLLM proxy, installed once into bench/.venvs/litellm)",
+        choices=["litellm", "floor"],
+        action="append",
+        default=[],
+        help="also measure this proxy in front of the same mock, same points; repeatable "
+        "(litellm: LiteLLM proxy, installed once into bench/.venvs/litellm; floor: "
+        "uvicorn and aiohttp with nothing between them, bench/floor_app.py)",
     )
     parser.add_argument("--json", action="store_true", help="also one JSON object per point")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)

@@ -211,20 +211,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load (10)")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second (50)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--fault-share", type=float, default=0.05,
-                        help="share of primary calls that fail (secondary: half of it) (0.05)")
-    parser.add_argument("--timeout", type=float, default=15.0,
-                        help="client deadline per request; reaching it counts as lost (15)")
-    parser.add_argument("--max-in-flight", type=int, default=200,
-                        help="requests not sent when this many are open (counted as skipped)")
-    parser.add_argument("--max-slope", type=float, default=1.0,
-                        help="MB/min allowed for the RSS slope over the second half (1.0)")
+    parser.add_argument(
+        "--fault-share",
+        type=float,
+        default=0.05,
+        help="share of primary calls that fail (secondary: half of it) (0.05)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="client deadline per request; reaching it counts as lost (15)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=200,
+        help="requests not sent when this many are open (counted as skipped)",
+    )
+    parser.add_argument(
+        "--max-slope",
+        type=float,
+        default=1.0,
+        help="MB/min allowed for the RSS slope over the second half (1.0)",
+    )
     parser.add_argument("--seed", default="1")
-    parser.add_argument("--set", action="append", default=[], metavar="OPTIROUTE_X=V",
-                        help="extra sidecar setting (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTIROUTE_X=V",
+        help="extra sidecar setting (repeatable)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
-    parser.add_argument("--json", action="store_true",
-                        help="the summary and every sample as JSON lines at the end")
+    parser.add_argument(
+        "--json", action="store_true", help="the summary and every sample as JSON lines at the end"
+    )
     return parser.parse_args(argv)
 
 
@@ -241,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = None
     try:
         sidecar = Sidecar(workdir, host.ports, sidecar_env_overrides(args.set), "soak")
-        log(f"sidecar pid {sidecar.pid} on {sidecar.url}; {args.minutes:g} min at "
-            f"{args.rate:g} req/s, faults on {args.fault_share:.0%} of primary calls")
+        log(
+            f"sidecar pid {sidecar.pid} on {sidecar.url}; {args.minutes:g} min at "
+            f"{args.rate:g} req/s, faults on {args.fault_share:.0%} of primary calls"
+        )
         soak = Soak(args, host, sidecar)
         asyncio.run(soak.run())
         problems = sidecar.log_problems()
