@@ -412,3 +412,32 @@ def test_a_stream_that_goes_quiet_midway_is_continued_elsewhere(
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert len({c.id for c in chunks}) == 1
     assert fake2.requests[-1].json["messages"][-1]["content"] == CONTINUE_PROMPT
+
+
+async def test_disconnect_watch_is_freed_without_the_cyclic_collector() -> None:
+    import gc
+    import weakref
+
+    from optiroute_mw.forward import DisconnectWatch
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()  # the client never leaves
+        return {"type": "http.disconnect"}
+
+    async def relay(started: bool) -> weakref.ref[DisconnectWatch]:
+        watch = DisconnectWatch(receive)
+        if started:
+            await asyncio.sleep(0)  # the watch waits on receive when it is closed
+        watch.close()  # else closed before its first step: a relay that never waited
+        return weakref.ref(watch)
+
+    gc.disable()
+    try:
+        for started in (False, True):
+            watched = await asyncio.create_task(relay(started))
+            for _ in range(3):  # the cancelled watcher's last steps
+                await asyncio.sleep(0)
+            # reference counting alone freed it: no cycle through the cancelled task
+            assert watched() is None, f"started={started}"
+    finally:
+        gc.enable()
