@@ -55,10 +55,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MOCK = HERE / "mock_upstream.py"
-# the sidecar's own server settings (cli.serve_forever resolves "auto" to these)
-FLOOR_ARGS = [
-    *("--loop", "uvloop", "--http", "httptools"),
-    *("--no-access-log", "--log-level", "warning"),
+# uvicorn on the sidecar's own settings (cli.serve_forever's "auto" resolves to these)
+FLOOR_COMMAND = [
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "floor_app:app",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--log-level",
+    "warning",
 ]
 MODEL = "mock-large"
 PROMPT = "what is 2+2"
@@ -724,15 +733,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             port = free_port()
             log_path = workdir / "floor.log"
             passthrough = launch(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "floor_app:app",
-                    *FLOOR_ARGS,
-                    "--port",
-                    str(port),
-                ],
+                [*FLOOR_COMMAND, "--port", str(port)],
                 pin,
                 log_path,
                 {**os.environ, "FLOOR_UPSTREAM": f"http://127.0.0.1:{mock_port}"},
